@@ -1,0 +1,7 @@
+"""`python -m trigger` is the `trigger` command."""
+
+import sys
+
+from trigger.cli import main
+
+sys.exit(main())

@@ -1,0 +1,73 @@
+"""The `trigger` command line: `compile`, `data generate`, `report`.
+
+Exit codes: 0 ok, 1 a check failed (not bit-exact, over budget), 2 bad input. Errors are one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from trigger import __version__
+from trigger.errors import TriggerError
+
+
+def _compile(args: argparse.Namespace) -> int:
+    from trigger.pipeline import CompileOptions, compile_config
+
+    report = compile_config(args.config, CompileOptions(
+        model_file=args.model, weights_file=args.weights, out_root=args.out, seed=args.seed, quiet=args.quiet))
+    eq = report["equivalence"]
+    est = report["estimate"]
+    latency = (f"{est['latency_cycles']} cycles / {est['latency_ns']:.0f} ns (estimate)"
+               if est.get("latency_cycles") is not None else "no estimate")
+    print(f"{report['name']}: bit-exact {eq['bit_exact_fraction']:.4%} of {eq['events']} events, {latency}, "
+          f"budget {'pass' if report['budget']['pass'] else 'fail' if report['budget']['pass'] is False else 'n/a'}"
+          f" -> {report['outputs']['project_dir']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from trigger.data.cli import add_data_commands
+    from trigger.vendor import add_report_command
+
+    parser = argparse.ArgumentParser(prog="trigger", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"trigger {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    comp = sub.add_parser("compile", help="train, prune, convert, verify, estimate and report one config",
+                          description="From one YAML config to a verified HLS project, its vendor scripts and "
+                                      "its report (hls_projects/<name>/report.md).")
+    comp.add_argument("config", type=Path, help="the YAML config (configs/*.yaml)")
+    comp.add_argument("--model", type=Path, help="compile this trained Keras/QKeras model (.h5, or .json with "
+                                                  "weights beside it) instead of training one")
+    comp.add_argument("--weights", type=Path, help="weights .h5 for a --model .json, when not beside it")
+    comp.add_argument("--out", type=Path, help="write hls_projects/ and vivado_scripts/ under this folder "
+                                               "(default: the config's output section)")
+    comp.add_argument("--seed", type=int, help="override training.seed")
+    comp.add_argument("--quiet", action="store_true", help="no progress messages")
+    comp.set_defaults(func=_compile)
+
+    add_data_commands(sub)
+    add_report_command(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except TriggerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

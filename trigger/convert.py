@@ -1,0 +1,190 @@
+"""Stage: hls4ml conversion of the firmware model into an HLS project, and its C simulation library.
+
+Types are derived, not guessed: weights, biases and activations take their widths from the QKeras
+quantizers (hls4ml reads them with `granularity="name"`), accumulators and Dense results are left
+`auto` so hls4ml's precision inference sizes them from their operands (no truncation, no wrap), and the
+input layer takes the config's input grid. Per-layer overrides from `hls.precision.layers` come last:
+they are the user's explicit choice. Float layers (a user's float Keras model) take the default precision.
+
+The exported test bench is patched to read inputs and golden outputs as doubles and to compare every
+output exactly, so csim and C/RTL cosim in the vendor tools fail on the first mismatch.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from trigger.config import Config
+from trigger.errors import ConfigError, InputError
+from trigger.fixed_point import hls_type
+
+if TYPE_CHECKING:
+    from hls4ml.model import ModelGraph
+    from tensorflow import keras
+
+    from trigger.families.base import ModelFamily
+
+QUANTIZED_LAYERS = ("QDense", "QConv1D", "QConv2D", "QActivation", "QBatchNormalization")
+
+
+def _layer_names(model: keras.Model) -> set[str]:
+    return {layer.name for layer in model.layers}
+
+
+def check_supported(model: keras.Model, source: str, family: ModelFamily) -> None:
+    """Fail early, naming the layer, when hls4ml has no converter for it."""
+    import hls4ml
+
+    supported = set(hls4ml.converters.get_supported_keras_layers()) | set(family.custom_objects())
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind not in supported:
+            raise InputError(f"{source}: layer {layer.name!r} of type {kind} is not supported by hls4ml")
+
+
+def hls_config(model: keras.Model, cfg: Config, family: ModelFamily,
+               trace_layers: list[str] | None = None) -> dict[str, Any]:
+    """The hls4ml configuration dictionary for `model` under `cfg`; `trace_layers` can be read by `trace()`."""
+    import hls4ml
+
+    conf = hls4ml.utils.config_from_keras_model(
+        model, granularity="name", backend=cfg.hls.backend,
+        default_precision=cfg.hls.default_precision, default_reuse_factor=cfg.hls.reuse_factor)
+    conf["Model"]["Strategy"] = cfg.hls.strategy
+    layers = conf["LayerName"]
+    quantized = any(type(layer).__name__ in QUANTIZED_LAYERS for layer in model.layers)
+    for layer in model.layers:
+        entry = layers.get(layer.name)
+        if entry is None:
+            continue
+        kind = type(layer).__name__
+        precision = entry.setdefault("Precision", {})
+        if kind == "InputLayer":
+            precision["result"] = hls_type(cfg.quantization.input)
+        elif not quantized:
+            # A float model: every type at the default precision, as in hls4ml's classic flow.
+            for key, value in precision.items():
+                if value == "auto":
+                    precision[key] = cfg.hls.default_precision
+        if kind == "Activation" and layer.get_config().get("activation") == "softmax":
+            # `exp_table`/`inv_table` entries are ignored by hls4ml 1.3.0; the `_t` keys are honoured.
+            entry["exp_table_t"] = precision.pop("exp_table", "ap_fixed<18,8,AP_RND,AP_SAT>")
+            entry["inv_table_t"] = precision.pop("inv_table", "ap_fixed<18,8,AP_RND,AP_SAT>")
+    names = _layer_names(model)
+    for name, overrides in cfg.hls.layer_precision.items():
+        if name not in names:
+            raise ConfigError(f"hls.precision.layers.{name}",
+                              f"no such layer in the model (layers: {', '.join(sorted(names))})")
+        layers.setdefault(name, {}).setdefault("Precision", {}).update(overrides)
+    for name in trace_layers or []:
+        layers[name]["Trace"] = True
+    family.configure_hls(conf, model)
+    return conf
+
+
+def _flatten(arrays: np.ndarray | list[np.ndarray]) -> np.ndarray:
+    arrays = arrays if isinstance(arrays, list) else [arrays]
+    return np.concatenate([np.asarray(a, dtype=np.float64).reshape(len(a), -1) for a in arrays], axis=1)
+
+
+def write_dat(path: Path, arrays: np.ndarray | list[np.ndarray]) -> None:
+    """One event per line, every value in Python's round-trip repr (exact for fixed-point values)."""
+    rows = _flatten(arrays)
+    with path.open("w") as f:
+        for row in rows:
+            f.write(" ".join(repr(float(v)) for v in row) + "\n")
+
+
+def convert(model: keras.Model, cfg: Config, family: ModelFamily, output_dir: Path,
+            tb_inputs: np.ndarray | list[np.ndarray], tb_outputs: np.ndarray | list[np.ndarray],
+            trace_layers: list[str] | None = None) -> ModelGraph:
+    """Convert `model` into an HLS project in `output_dir` whose test bench holds the golden vectors."""
+    import hls4ml
+
+    conf = hls_config(model, cfg, family, trace_layers)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    # hls4ml copies these into tb_data/ each time it writes the project; they live beside the project.
+    tb_in, tb_out = output_dir.parent / f".{cfg.name}_tb_input.dat", output_dir.parent / f".{cfg.name}_tb_output.dat"
+    write_dat(tb_in, tb_inputs)
+    write_dat(tb_out, tb_outputs)
+    return hls4ml.converters.convert_from_keras_model(
+        model, hls_config=conf, output_dir=str(output_dir), project_name=cfg.name, backend=cfg.hls.backend,
+        part=cfg.hls.part, clock_period=cfg.hls.clock_period_ns, io_type=cfg.hls.io_type,
+        input_data_tb=str(tb_in), output_data_tb=str(tb_out))
+
+
+def add_golden_check(test_bench: Path, hls_model: ModelGraph) -> None:
+    """Make hls4ml's test bench compare every output with the golden file and exit 1 on a mismatch."""
+    text = test_bench.read_text()
+    text = text.replace("std::vector<float> in;", "std::vector<double> in;")
+    text = text.replace("std::vector<float> pr;", "std::vector<double> pr;")
+    text = re.sub(r"nnet::copy_data<float,", "nnet::copy_data<double,", text)
+    compare = []
+    offset = 0
+    for out in hls_model.get_output_variables():
+        size = out.size()
+        compare.append(
+            f"            for (int i = 0; i < {size}; i++) {{\n"
+            f"                if ((double){out.name}[i] != pr[{offset} + i]) {{\n"
+            f"                    if (mismatches < 10) std::cout << \"MISMATCH event \" << e - 1 << \" output "
+            f"{out.name}[\" << i << \"]: \" << (double){out.name}[i] << \" != \" << pr[{offset} + i] << std::endl;\n"
+            f"                    mismatches++;\n"
+            f"                }}\n"
+            f"            }}\n")
+        offset += size
+    # The first tb-output marker sits at the end of the loop over the golden file; its block closes the loop.
+    first = text.index("// hls-fpga-machine-learning insert tb-output")
+    insert_at = text.index("\n        }\n", first) + 1
+    text = text[:insert_at] + "".join(compare) + text[insert_at:]
+    text = text.replace("    std::string iline;", "    int mismatches = 0;\n    std::string iline;", 1)
+    text = text.replace(
+        "    return 0;\n}",
+        "    if (mismatches > 0) {\n"
+        "        std::cout << \"FAIL: \" << mismatches << \" outputs differ from the golden vectors\" << std::endl;\n"
+        "        return 1;\n"
+        "    }\n"
+        "    std::cout << \"PASS: all outputs equal the golden vectors bit for bit\" << std::endl;\n"
+        "    return 0;\n}")
+    test_bench.write_text(text)
+
+
+def compile_csim(hls_model: ModelGraph) -> None:
+    """Write the project and build its bit-accurate C simulation library (g++), which `predict` calls;
+    then give the written test bench its golden-vector check."""
+    hls_model.compile()
+    config = hls_model.config
+    if config.get_config_value("IOType") == "io_parallel":
+        name = config.get_project_name()
+        add_golden_check(Path(config.get_output_dir()) / f"{name}_test.cpp", hls_model)
+
+
+def run_testbench(project: Path, name: str) -> dict[str, Any]:
+    """Build the exported test bench with g++ outside hls4ml and run it on the golden vectors.
+
+    This checks the files a firmware engineer receives (firmware, weights, test bench, tb_data) agree
+    with each other, independently of the library hls4ml compiled for `predict`.
+    """
+    import shutil
+    import subprocess
+
+    compiler = shutil.which("g++")
+    if compiler is None:
+        return {"ran": False, "passed": None, "reason": "g++ not found"}
+    binary = project / f"{name}_tb"
+    build = subprocess.run(
+        [compiler, "-O1", "-std=c++14", f'-DWEIGHTS_DIR="{project / "firmware" / "weights"}"',
+         f"-I{project / 'firmware' / 'ap_types'}", "-o", str(binary),
+         str(project / f"{name}_test.cpp"), str(project / "firmware" / f"{name}.cpp")],
+        capture_output=True, text=True, check=False)
+    if build.returncode != 0:
+        return {"ran": False, "passed": False, "reason": "test bench did not compile: "
+                + (build.stderr.strip().splitlines() or ["?"])[-1]}
+    run = subprocess.run([str(binary)], cwd=project, capture_output=True, text=True, check=False)
+    binary.unlink()
+    (project / "tb_data" / "csim_results.log").unlink(missing_ok=True)
+    last = (run.stdout.strip().splitlines() or [""])[-1]
+    return {"ran": True, "passed": run.returncode == 0, "summary": last}

@@ -1,0 +1,215 @@
+"""`trigger data generate`: chunked, seeded, multi-process generation streamed into one HDF5 file.
+
+Reproducibility: chunk k of stream s is generated from a seed derived from (seed, dataset, s, k) only, and
+chunk results are consumed strictly in submission order (round r of every unfinished stream, then round r+1),
+so the rows and the order of HDF5 writes - hence the file's bytes - do not depend on the number of workers or
+on timing. Chunks submitted ahead for a stream that turns out complete are discarded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from trigger.data.events import library_versions
+from trigger.data.spec import DatasetSpec, Stream
+from trigger.errors import InputError
+
+DATASET_NAMES = ("jets", "ttbar", "l1")
+FORMAT_VERSION = 1
+WRITE_CHUNK_ROWS = 4096
+MAX_EMPTY_CHUNKS = 50
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    """The spec of a dataset by name; one-line InputError for unknown names."""
+    if name == "jets":
+        from trigger.data.jets import SPEC
+    elif name == "ttbar":
+        from trigger.data.ttbar import SPEC
+    elif name == "l1":
+        from trigger.data.l1 import SPEC
+    else:
+        raise InputError(f"dataset: unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}")
+    return SPEC
+
+
+def _run_chunk(dataset: str, stream_index: int, n_events: int, seed: int) -> dict[str, np.ndarray]:
+    """Worker entry point (module level so it pickles)."""
+    spec = dataset_spec(dataset)
+    return spec.make_chunk(spec.streams[stream_index], n_events, seed)
+
+
+class _Inline:
+    """Stand-in for a pool when workers == 1: runs a chunk only when its result is asked for."""
+
+    def __init__(self, fn: Any, args: tuple) -> None:
+        self.fn, self.args = fn, args
+
+    def get(self) -> Any:
+        return self.fn(*self.args)
+
+
+def _chunk_events(stream: Stream, quota: int) -> int:
+    """Events per chunk: the stream's default, smaller for small requests (a function of the request only)."""
+    needed = math.ceil(1.3 * quota / stream.rows_per_event) + 5
+    return max(1, min(stream.chunk_events, needed))
+
+
+def _validate(dataset: str, events: int, seed: int, workers: int) -> DatasetSpec:
+    spec = dataset_spec(dataset)
+    if not isinstance(events, int) or events <= 0:
+        raise InputError(f"--events: must be a positive integer, got {events!r}")
+    if not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise InputError(f"--seed: must be an integer in [0, 2**32), got {seed!r}")
+    if not isinstance(workers, int) or workers <= 0:
+        raise InputError(f"--workers: must be a positive integer, got {workers!r}")
+    return spec
+
+
+def _temporary_path(out: Path) -> Path:
+    """A writable temporary name beside `out`, so the final rename is atomic; one-line InputError if not."""
+    if out.exists() and out.is_dir():
+        raise InputError(f"{out}: is a directory, not a file name")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{out}: cannot create directory {out.parent}: {exc.strerror}") from None
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        tmp.touch()
+    except OSError as exc:
+        raise InputError(f"{out}: cannot write: {exc.strerror}") from None
+    return tmp
+
+
+def generate(dataset: str, events: int, seed: int, out: str | Path | None = None, workers: int = 1,
+             progress: bool = True) -> Path:
+    """Generate `events` rows (jets for `jets`, events otherwise) of `dataset` into `out` and return its path.
+
+    The file appears only when complete: it is written under a temporary name and renamed at the end.
+    """
+    spec = _validate(dataset, events, seed, workers)
+    out = Path(out) if out is not None else Path("data") / f"{dataset}.h5"
+    tmp = _temporary_path(out)
+    try:
+        _write(spec, events, seed, tmp, workers, progress)
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return out
+
+
+def _tasks(spec: DatasetSpec, quotas: list[int], done: list[int]) -> Iterator[tuple[int, int]]:
+    """(stream, chunk) in round-robin order over streams that still need rows when the task is drawn."""
+    chunk = 0
+    while any(d < q for d, q in zip(done, quotas)):
+        for s in range(len(spec.streams)):
+            if done[s] < quotas[s]:
+                yield s, chunk
+        chunk += 1
+
+
+def _write(spec: DatasetSpec, events: int, seed: int, path: Path, workers: int, progress: bool) -> None:
+    from tqdm import tqdm
+
+    quotas = spec.quotas(events)
+    done = [0] * len(spec.streams)
+    sizes = [_chunk_events(s, q) for s, q in zip(spec.streams, quotas)]
+    dataset_index = DATASET_NAMES.index(spec.name)
+    pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else None
+    try:
+        with h5py.File(path, "w", track_order=False) as f:
+            arrays = {
+                name: f.create_dataset(
+                    name, shape=(events, *a.shape), dtype=a.dtype, compression="gzip", compression_opts=6,
+                    shuffle=True, chunks=(min(events, WRITE_CHUNK_ROWS), *a.shape), track_times=False)
+                for name, a in spec.arrays.items()
+            }
+            pending: deque = deque()
+            tasks = _tasks(spec, quotas, done)
+            cursor = 0
+            chunks_used = [0] * len(spec.streams)
+            empty = [0] * len(spec.streams)
+            with tqdm(total=events, unit=spec.unit, desc=f"generate {spec.name}", disable=not progress,
+                      dynamic_ncols=True) as bar:
+                while True:
+                    while len(pending) < (2 * workers if pool else 1):
+                        task = next(tasks, None)
+                        if task is None:
+                            break
+                        s, k = task
+                        args = (spec.name, s, sizes[s], _chunk_seed(seed, dataset_index, s, k))
+                        pending.append((s, pool.apply_async(_run_chunk, args) if pool else _Inline(_run_chunk,
+                                                                                                    args)))
+                    if not pending:
+                        break
+                    s, result = pending.popleft()
+                    rows = result.get()
+                    take = min(quotas[s] - done[s], len(next(iter(rows.values()))))
+                    if done[s] >= quotas[s]:
+                        continue
+                    empty[s] = empty[s] + 1 if take == 0 else 0
+                    if empty[s] >= MAX_EMPTY_CHUNKS:
+                        raise RuntimeError(f"{spec.name}/{spec.streams[s].name}: no rows from "
+                                           f"{MAX_EMPTY_CHUNKS} chunks in a row")
+                    for name, ds in arrays.items():
+                        ds[cursor:cursor + take] = rows[name][:take]
+                    cursor += take
+                    done[s] += take
+                    chunks_used[s] += 1
+                    bar.update(take)
+            f.attrs["manifest"] = json.dumps(_manifest(spec, events, seed, quotas, chunks_used, sizes),
+                                             sort_keys=True)
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+
+
+def _chunk_seed(seed: int, dataset_index: int, stream: int, chunk: int) -> int:
+    from trigger.data.events import derive_seed
+
+    return derive_seed(seed, dataset_index, stream, chunk)
+
+
+def _manifest(spec: DatasetSpec, events: int, seed: int, quotas: list[int], chunks_used: list[int],
+              sizes: list[int]) -> dict[str, Any]:
+    """Everything needed to know what the file holds and to regenerate it (no timestamps: files must be
+    bit-identical for the same seed)."""
+    processes = [
+        {"name": s.name, "kind": s.kind, "label": s.label, "description": s.description,
+         "pythia_settings": ["Beams:eCM = 13000.", *s.settings], "rows": q, "fraction": s.fraction,
+         "events_per_chunk": n, "chunks_used": c}
+        for s, q, n, c in zip(spec.streams, quotas, sizes, chunks_used)
+    ]
+    return {
+        "dataset": spec.name,
+        "format_version": FORMAT_VERSION,
+        "seed": seed,
+        "rows": events,
+        "rows_unit": spec.unit,
+        "command": f"trigger data generate {spec.name} --events {events} --seed {seed}",
+        "generator": "Pythia 8 (pythia8mc) + FastJet, generated locally by trigger",
+        "versions": library_versions(),
+        "processes": processes,
+        "settings": spec.settings,
+        "counts": {s.name: q for s, q in zip(spec.streams, quotas)},
+        "class_counts": {c: sum(q for s, q in zip(spec.streams, quotas) if s.label == i)
+                         for i, c in enumerate(spec.class_names)},
+        "feature_names": spec.feature_names,
+        "class_names": spec.class_names,
+        "arrays": {name: {"shape": ["N", *a.shape], "dtype": a.dtype, "description": a.description}
+                   for name, a in spec.arrays.items()},
+        **spec.extra_manifest,
+    }

@@ -1,0 +1,502 @@
+"""Anomaly-detection triggers on the `l1` dataset: the firmware outputs one anomaly score per event.
+
+Two families share the inputs, the score path and the rate calibration:
+
+- `autoencoder` (Govorkova et al. 2022): a dense autoencoder trained on background; the firmware computes
+  score = sum_i (x_i - x^_i)^2 over the 57 inputs, x being the on-grid input and x^ the reconstruction.
+- `vae` (CMS AXOL1TL): a variational autoencoder trained with reconstruction + KL loss; the firmware
+  carries only the encoder up to mu and computes score = ||mu||^2.
+
+The score path uses layers hls4ml converts natively and QKeras models exactly: Subtract, a QActivation
+(quantized_bits) that rounds the difference onto a declared grid, Dot (x . x, i.e. the sum of squares)
+and a final QActivation(quantized_relu) giving the score's unsigned type `ap_ufixed<B,I,AP_RND_CONV,AP_SAT>`.
+Every intermediate type is chosen so that no value can be rounded except by those two declared
+quantizers, both in the HLS (types set in `configure_hls`) and in Keras's float32 arithmetic (checked when
+the config is read), which is what makes the C simulation bit-exact. Saturation of the score is counted,
+never silent, and it cannot lose an event as long as the thresholds lie below the top code.
+
+Preprocessing (`model.preprocessing.pt_shift`): each object type's pT is multiplied by 2^-shift. On chip
+this is not an operation: the L1 pT word (an unsigned integer count of its LSB) is fed to the IP with its
+binary point moved, i.e. the input port's `ap_fixed` reinterprets the same bits; the rescaling is done in
+`prepare` for training and the pipeline puts the result on the input grid, so both see the same values.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from trigger.config import FixedType, Section
+from trigger.errors import ConfigError
+from trigger.families.base import ModelFamily, Prepared, Split
+from trigger.rate import ScoreType, calibrate, efficiency_vs_rate, threshold_at_rate
+
+if TYPE_CHECKING:
+    from tensorflow import keras
+
+    from trigger.config import Config
+    from trigger.data import Dataset
+
+# The l1 dataset's object slots, in the order of `objects[:, slot]`: (group, first slot, end slot).
+OBJECT_GROUPS = (("met", 0, 1), ("electron", 1, 5), ("muon", 5, 9), ("jet", 9, 19))
+N_SLOTS = 19
+N_INPUTS = N_SLOTS * 3
+FLOAT32_MANTISSA = 24  # a float32 sum is exact while every partial sum fits in this many significant bits
+KINDS = ("float", "quantized", "csim")
+
+
+def _widths(sec: Section, key: str, default: list[int]) -> list[int]:
+    value = sec.get(key, default)
+    if (not isinstance(value, list)
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
+        raise ConfigError(sec.field_path(key), f"must be a list of positive integers, got {value!r}")
+    return value
+
+
+def _fixed(sec: Section, key: str, default: FixedType) -> FixedType:
+    if not sec.has(key):
+        sec.get(key)
+        return default
+    return FixedType.read(sec.section(key), default)
+
+
+def _frac(t: FixedType, signed: bool = True) -> int:
+    """Fractional bits of a QKeras-convention type (sign bit not counted in `integer`)."""
+    return t.bits - t.integer - (1 if signed else 0)
+
+
+def sum_of_squares_type(operand: FixedType, n: int) -> tuple[int, int]:
+    """(width, integer bits) of an `ap_ufixed` holding any sum of `n` squares of signed `operand` exactly.
+
+    The largest square is that of the most negative code, -2^(bits-1), so the sum's integer code (in units
+    of the square's LSB) is at most n * 4^(bits-1).
+    """
+    width = (n * 4 ** (operand.bits - 1)).bit_length()
+    return width, width - 2 * _frac(operand)
+
+
+def difference_type(a: FixedType, b: FixedType) -> tuple[int, int]:
+    """(width, integer bits incl. sign) of an `ap_fixed` holding a - b exactly for signed a and b."""
+    frac = max(_frac(a), _frac(b))
+    integer = max(a.integer, b.integer) + 2
+    return integer + frac, integer
+
+
+def pt_shift_features(objects: np.ndarray, shifts: dict[str, int]) -> np.ndarray:
+    """(N, 19, 3) objects -> (N, 57) inputs, object-major, with each group's pT scaled by 2^-shift."""
+    if objects.ndim != 3 or objects.shape[1:] != (N_SLOTS, 3):
+        raise ValueError(f"l1 objects must have shape (N, {N_SLOTS}, 3), got {objects.shape}")
+    x = np.array(objects, dtype=np.float64)
+    for group, first, end in OBJECT_GROUPS:
+        x[:, first:end, 0] *= 2.0 ** -shifts[group]
+    return x.reshape(len(x), N_INPUTS).astype(np.float32)
+
+
+class AnomalyDetector(ModelFamily):
+    """What the two anomaly families share: inputs, config, score path, calibration, plots."""
+
+    dataset = "l1"
+    chip_layers: ClassVar[str]  # a phrase for errors naming which QDense layers go on chip
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__(cfg)
+        arch = Section(cfg.model.architecture, "model.architecture")
+        self.encoder = _widths(arch, "encoder", [32, 16])
+        self.latent = arch.integer("latent", 4, minimum=1, maximum=64)
+        self.decoder = _widths(arch, "decoder", self.encoder[::-1])
+        score = _fixed(arch, "score_type", FixedType(16, 10))
+        self.score_type = ScoreType(score.bits, score.integer)
+        self._read_architecture(arch)
+        arch.finish()
+
+        prep = Section(cfg.model.preprocessing, "model.preprocessing")
+        shifts = prep.section("pt_shift")
+        self.pt_shift = {g: shifts.integer(g, 5, minimum=0, maximum=16) for g, _, _ in OBJECT_GROUPS}
+        shifts.finish()
+        prep.finish()
+
+        ev = Section(cfg.evaluation, "evaluation")
+        self.collision_mhz = ev.number("collision_rate_mhz", 40.0, minimum=0.0, exclusive_minimum=True)
+        rates = ev.get("rates_khz", [1.0, 10.0])
+        if (not isinstance(rates, list) or not rates
+                or not all(isinstance(r, (int, float)) and not isinstance(r, bool)
+                           and 0 < r < self.collision_mhz * 1e3 for r in rates)):
+            raise ConfigError("evaluation.rates_khz", "must be a list of rates in kHz between 0 and the "
+                                                      f"collision rate, got {rates!r}")
+        self.rates_khz = [float(r) for r in rates]
+        ev.finish()
+
+        for name in cfg.quantization.layers:
+            if name not in self.quantized_dense():
+                raise ConfigError(f"quantization.layers.{name}",
+                                  f"not a {self.chip_layers} layer ({', '.join(self.quantized_dense())}); "
+                                  "score-path types are set in model.architecture")
+        self._check_exact_score()
+        self.class_names: list[str] = ["background"]
+
+    @abstractmethod
+    def _read_architecture(self, arch: Section) -> None:
+        """Family-specific keys of `model.architecture`."""
+
+    @abstractmethod
+    def quantized_dense(self) -> list[str]:
+        """Names of the QDense layers whose quantizers `quantization.layers` may set."""
+
+    @abstractmethod
+    def _squared_operand(self) -> tuple[FixedType, int, str]:
+        """(type of the vector whose squares are summed, its length, the config field that sets it)."""
+
+    def _check_exact_score(self) -> None:
+        """Keras sums squares in float32: the exact sum must fit its mantissa, or QKeras would round."""
+        operand, n, field = self._squared_operand()
+        width, _ = sum_of_squares_type(operand, n)
+        if width > FLOAT32_MANTISSA:
+            spelled = f"ap_fixed<{operand.bits},{operand.integer + 1}>"
+            raise ConfigError(field, f"a sum of {n} squares of {spelled} "
+                                     f"needs {width} bits, more than float32's {FLOAT32_MANTISSA}: the Keras "
+                                     "model could not be bit-exact; use fewer bits")
+
+    # ---- data -------------------------------------------------------------------------------------------
+
+    def prepare(self, data: Dataset) -> Prepared:
+        """Train and validate on background only; test on held-out background (val + test) and all signals.
+
+        Signal events are never trained on, so every signal event of the file is held out; the validation
+        background only steers early stopping.
+        """
+        if data.name != self.dataset:
+            raise ConfigError("data.file", f"holds the {data.name!r} dataset, anomaly detection needs 'l1'")
+        self.class_names = list(data.class_names)
+
+        def rows(arrays: dict[str, np.ndarray], keep: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+            x = pt_shift_features(arrays["objects"][keep], self.pt_shift)
+            meta = {"label": arrays["label"][keep].astype(np.int64),
+                    "process": arrays["process"][keep].astype(np.int64)}
+            return x, meta
+
+        def background(arrays: dict[str, np.ndarray]) -> Split:
+            x, meta = rows(arrays, arrays["label"] == 0)
+            return Split(x, x, meta)
+
+        parts = [rows(data.val, data.val["label"] == 0), rows(data.test, data.test["label"] == 0)]
+        parts += [rows(a, a["label"] != 0) for a in (data.train, data.val, data.test)]
+        x_test = np.concatenate([p[0] for p in parts])
+        meta_test = {k: np.concatenate([p[1][k] for p in parts]) for k in ("label", "process")}
+        return Prepared(
+            background(data.train), background(data.val), Split(x_test, x_test, meta_test),
+            input_names=list(data.feature_names), output_names=["anomaly_score"],
+            preprocessing={
+                "kind": "pt_shift",
+                "pt_scale": {g: f"2^-{s}" for g, s in self.pt_shift.items()},
+                "where": "at the IP's input port: the L1 pT words enter with their binary point moved by the "
+                         "shift (a reinterpretation of the same bits, no logic); eta and phi enter unscaled",
+                "train_on": "background of the train split",
+                "test": "background of val+test splits and signal events of all splits",
+            },
+        )
+
+    # ---- models -----------------------------------------------------------------------------------------
+
+    def _dense(self, name: str, units: int, x: Any, quantized: bool) -> Any:
+        from qkeras import QDense, quantized_bits
+        from tensorflow import keras
+
+        if not quantized:
+            return keras.layers.Dense(units, name=name)(x)
+        q = self.cfg.quantization.for_layer(name)
+        return QDense(units, name=name,
+                      kernel_quantizer=quantized_bits(q.weight.bits, q.weight.integer, alpha=1),
+                      bias_quantizer=quantized_bits(q.bias.bits, q.bias.integer, alpha=1))(x)
+
+    def _relu(self, name: str, x: Any, quantized: bool) -> Any:
+        from qkeras import QActivation, quantized_relu
+        from tensorflow import keras
+
+        if not quantized:
+            return keras.layers.Activation("relu", name=f"{name}_relu")(x)
+        a = self.cfg.quantization.for_layer(name).activation
+        return QActivation(quantized_relu(a.bits, a.integer), name=f"{name}_relu")(x)
+
+    @staticmethod
+    def _round(name: str, x: Any, t: FixedType) -> Any:
+        """Round onto the signed grid `t` (ap_fixed<bits, integer+1, AP_RND_CONV, AP_SAT> in the HLS)."""
+        from qkeras import QActivation, quantized_bits
+
+        return QActivation(quantized_bits(t.bits, t.integer, alpha=1), name=name)(x)
+
+    def _score(self, vector: Any, quantized: bool) -> Any:
+        """sum(vector^2) as a Dot, then (quantized) the score's unsigned saturating type."""
+        from qkeras import QActivation, quantized_relu
+        from tensorflow import keras
+
+        squares = keras.layers.Dot(axes=1, name="sum_squares")([vector, vector])
+        if not quantized:
+            return squares
+        score = quantized_relu(self.score_type.bits, self.score_type.integer)
+        return QActivation(score, name="score")(squares)
+
+    def compile_args(self) -> dict[str, Any]:
+        return {"loss": "mse"}
+
+    @staticmethod
+    def is_quantized(model: keras.Model) -> bool:
+        return any(type(layer).__name__.startswith("Q") for layer in model.layers)
+
+    def configure_hls(self, hls_config: dict[str, Any], firmware_model: keras.Model) -> None:
+        """Exact types for the sum of squares: nothing between the declared quantizers may round or wrap."""
+        operand, n, _ = self._squared_operand()
+        width, integer = sum_of_squares_type(operand, n)
+        entry = hls_config["LayerName"].setdefault("sum_squares", {}).setdefault("Precision", {})
+        entry["result"] = entry["accum"] = f"ap_ufixed<{width},{integer}>"
+
+    # ---- physics figures --------------------------------------------------------------------------------
+
+    def evaluate(self, outputs: np.ndarray | list[np.ndarray], split: Split) -> dict[str, Any]:
+        """Calibrate this model's own scores: thresholds on its background, efficiencies, AUCs, saturation."""
+        scores = np.asarray(outputs[0] if isinstance(outputs, list) else outputs).reshape(-1)
+        result = calibrate(scores, split.meta["label"], class_names=self.class_names,
+                           rates_khz=self.rates_khz, collision_mhz=self.collision_mhz,
+                           score_type=self.score_type)
+        result["collision_rate_mhz"] = self.collision_mhz
+        return result
+
+    def plots(self, outputs: dict[str, np.ndarray | list[np.ndarray]], split: Split,
+              out_dir: Path) -> list[str]:
+        import matplotlib as mpl
+
+        mpl.use("Agg")
+        import matplotlib.pyplot as plt
+
+        labels = split.meta["label"]
+        present = [i for i in range(len(self.class_names)) if np.any(labels == i)]
+        scores = {k: np.asarray(v[0] if isinstance(v, list) else v, dtype=np.float64).reshape(-1)
+                  for k, v in outputs.items()}
+        kinds = [k for k in KINDS if k in scores]
+
+        fig, axes = plt.subplots(1, len(kinds), figsize=(5.5 * len(kinds), 4.5), squeeze=False)
+        for ax, kind in zip(axes[0], kinds, strict=True):
+            s = scores[kind]
+            bins = np.linspace(0.0, np.quantile(s, 0.9999) * 1.05 + 1e-9, 80)
+            for i in present:
+                ax.hist(np.minimum(s[labels == i], bins[-1]), bins=bins, histtype="step", density=True,
+                        color="black" if i == 0 else f"C{i - 1}", label=self.class_names[i])
+            for r in self.rates_khz:
+                cut = threshold_at_rate(s[labels == 0], r, self.collision_mhz).value
+                ax.axvline(cut, color="grey", ls=":", lw=1)
+            ax.set_yscale("log")
+            ax.set_xlabel("anomaly score (last bin: overflow)")
+            ax.set_ylabel("density")
+            ax.set_title(f"{kind}: thresholds at {', '.join(f'{r:g}' for r in self.rates_khz)} kHz dotted")
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out_dir / "score_distributions.png", dpi=110)
+        plt.close(fig)
+
+        fig, ax = plt.subplots(figsize=(6.5, 5))
+        styles = {"float": ":", "quantized": "--", "csim": "-"}
+        bkg = labels == 0
+        for kind in kinds:
+            for i in present[1:]:
+                s = scores[kind]
+                rate, eff = efficiency_vs_rate(s[bkg], s[labels == i], self.collision_mhz)
+                label = self.class_names[i] if kind == kinds[-1] else None
+                ax.plot(rate, eff, styles[kind], color=f"C{i - 1}", label=label)
+        for r in self.rates_khz:
+            ax.axvline(r, color="grey", lw=1)
+        ax.set_xscale("log")
+        ax.set_xlim(left=0.1)
+        ax.set_xlabel(f"trigger rate [kHz] (of {self.collision_mhz:g} MHz)")
+        ax.set_ylabel("signal efficiency")
+        ax.set_title(f"efficiency vs rate: {', '.join(f'{styles[k]} {k}' for k in kinds)}")
+        ax.legend(fontsize=7, loc="upper left")
+        fig.tight_layout()
+        fig.savefig(out_dir / "efficiency_vs_rate.png", dpi=110)
+        plt.close(fig)
+        return ["score_distributions.png", "efficiency_vs_rate.png"]
+
+    def summary_lines(self, metrics: dict[str, Any]) -> list[str]:
+        """Thresholds per model, efficiencies and AUCs side by side, the 10 % check, saturation counts."""
+        ms = {k: metrics[k] for k in KINDS if metrics.get(k)}
+        if not ms:
+            return []
+        first = next(iter(ms.values()))
+        keys = list(first["thresholds"])
+        signals = list(first["roc_auc"])
+        lines = [f"Anomaly score type `{self.score_type.hls()}`; the trigger fires when score > threshold. "
+                 f"Thresholds are set on {first['n_background']} held-out background events at "
+                 f"{first['collision_rate_mhz']:g} MHz; the firmware threshold is the csim one.", "",
+                 "| model | rate | threshold | raw integer | background passing (allowed) "
+                 "| achieved rate [kHz] |",
+                 "|---|---|---|---|---|---|"]
+        for kind, m in ms.items():
+            for key in keys:
+                t = m["thresholds"][key]
+                raw = "-" if t["raw"] is None else str(t["raw"])
+                lines.append(f"| {kind} | {key} | {t['value']:.6g} | {raw} | {t['background_pass']} "
+                             f"({t['allowed_background']}) | {t['achieved_rate_khz']:.3f} |")
+        head = (" | ".join(f"AUC {k}" for k in ms) + " | "
+                + " | ".join(f"eff {key} {k}" for key in keys for k in ms))
+        lines += ["", f"| signal | {head} |", "|---|" + "---|" * (len(ms) + len(keys) * len(ms))]
+        for s in signals:
+            aucs = " | ".join(f"{m['roc_auc'][s]:.4f}" for m in ms.values())
+            effs = " | ".join(f"{m['efficiency'][s][key]:.4f}" for key in keys for m in ms.values())
+            lines.append(f"| {s} | {aucs} | {effs} |")
+        if "float" in ms:
+            lines.append("")
+            for kind in (k for k in ("quantized", "csim") if k in ms):
+                ref = ms["float"]["efficiency"]
+                worst = max((abs(ms[kind]["efficiency"][s][key] / ref[s][key] - 1), s, key)
+                            for s in signals for key in keys if ref[s][key] > 0)
+                verdict = "within" if worst[0] <= 0.1 else "outside"
+                lines.append(f"- {kind} vs float efficiency: largest relative difference {worst[0]:.1%} "
+                             f"({worst[1]} at {worst[2]}) -> **{verdict} 10 %**")
+        lines += ["", "| class | " + " | ".join(f"saturated {k}" for k in ms) + " | score range (last) |",
+                  "|---|" + "---|" * (len(ms) + 1)]
+        last = list(ms.values())[-1]
+        for c in ["background", *signals]:
+            sat = " | ".join(str(m["saturated"][c]) for m in ms.values())
+            lo, hi = last["range"][c]
+            lines.append(f"| {c} | {sat} | {lo:.6g} .. {hi:.6g} |")
+        below = all(m["thresholds_below_top"] for m in ms.values())
+        consequence = ("below it, so a saturated score still fires" if below
+                       else "AT it: saturation loses events")
+        lines.append(f"\nTop code {self.score_type.top:g}: every threshold is {consequence}.")
+        return lines
+
+
+class Autoencoder(AnomalyDetector):
+    """Dense autoencoder; the firmware outputs the squared reconstruction error of the on-grid inputs."""
+
+    name = "autoencoder"
+    chip_layers = "autoencoder"
+
+    def _read_architecture(self, arch: Section) -> None:
+        self.reconstruction_type = _fixed(arch, "reconstruction_type", FixedType(12, 5))
+        self.difference = _fixed(arch, "difference_type", FixedType(10, 4))
+
+    def quantized_dense(self) -> list[str]:
+        return ([f"enc{i + 1}" for i in range(len(self.encoder))] + ["latent"]
+                + [f"dec{i + 1}" for i in range(len(self.decoder))] + ["recon"])
+
+    def _squared_operand(self) -> tuple[FixedType, int, str]:
+        return self.difference, N_INPUTS, "model.architecture.difference_type"
+
+    def build(self, quantized: bool) -> keras.Model:
+        from tensorflow import keras
+
+        inputs = keras.Input((N_INPUTS,), name="objects")
+        x = inputs
+        for i, units in enumerate(self.encoder):
+            x = self._relu(f"enc{i + 1}", self._dense(f"enc{i + 1}", units, x, quantized), quantized)
+        x = self._dense("latent", self.latent, x, quantized)
+        if quantized:
+            x = self._round("latent_q", x, self.cfg.quantization.for_layer("latent").activation)
+        for i, units in enumerate(self.decoder):
+            x = self._relu(f"dec{i + 1}", self._dense(f"dec{i + 1}", units, x, quantized), quantized)
+        x = self._dense("recon", N_INPUTS, x, quantized)
+        if quantized:
+            x = self._round("recon_q", x, self.reconstruction_type)
+        return keras.Model(inputs, x, name=self.cfg.name)
+
+    def firmware_model(self, model: keras.Model) -> keras.Model:
+        """Input and reconstruction -> rounded difference -> sum of squares -> score."""
+        from tensorflow import keras
+
+        quantized = self.is_quantized(model)
+        diff = keras.layers.Subtract(name="diff")([model.input, model.output])
+        if quantized:
+            diff = self._round("diff_q", diff, self.difference)
+        return keras.Model(model.input, self._score(diff, quantized), name=model.name)
+
+    def configure_hls(self, hls_config: dict[str, Any], firmware_model: keras.Model) -> None:
+        """The Subtract holds input minus reconstruction exactly; `diff_q` then rounds it (see base)."""
+        super().configure_hls(hls_config, firmware_model)
+        width, integer = difference_type(self.cfg.quantization.input, self.reconstruction_type)
+        hls_config["LayerName"].setdefault("diff", {}).setdefault("Precision", {})["result"] = \
+            f"ap_fixed<{width},{integer}>"
+
+
+class VariationalAutoencoder(AnomalyDetector):
+    """AXOL1TL-style VAE: trained with reconstruction + KL; the firmware is the encoder and ||mu||^2."""
+
+    name = "vae"
+    chip_layers = "on-chip encoder"
+
+    def _read_architecture(self, arch: Section) -> None:
+        self.kl_weight = arch.number("kl_weight", 0.1, minimum=0.0, exclusive_minimum=True)
+
+    def quantized_dense(self) -> list[str]:
+        return [f"enc{i + 1}" for i in range(len(self.encoder))] + ["mu"]
+
+    def _squared_operand(self) -> tuple[FixedType, int, str]:
+        mu = self.cfg.quantization.for_layer("mu").activation
+        return mu, self.latent, "quantization.layers.mu.activation"
+
+    def custom_objects(self) -> dict[str, Any]:
+        return {"KLSampling": kl_sampling_class()}
+
+    def build(self, quantized: bool) -> keras.Model:
+        """Quantized encoder and mu (they go on chip); float log-variance and decoder (training only)."""
+        from tensorflow import keras
+
+        inputs = keras.Input((N_INPUTS,), name="objects")
+        x = inputs
+        for i, units in enumerate(self.encoder):
+            x = self._relu(f"enc{i + 1}", self._dense(f"enc{i + 1}", units, x, quantized), quantized)
+        mu = self._dense("mu", self.latent, x, quantized)
+        if quantized:
+            mu = self._round("mu_q", mu, self.cfg.quantization.for_layer("mu").activation)
+        log_var = keras.layers.Dense(self.latent, name="log_var")(x)
+        z = kl_sampling_class()(self.kl_weight, name="sampling")([mu, log_var])
+        for i, units in enumerate(self.decoder):
+            z = keras.layers.Dense(units, activation="relu", name=f"dec{i + 1}")(z)
+        outputs = keras.layers.Dense(N_INPUTS, name="recon")(z)
+        return keras.Model(inputs, outputs, name=self.cfg.name)
+
+    def firmware_model(self, model: keras.Model) -> keras.Model:
+        """The encoder up to (rounded) mu, then ||mu||^2."""
+        from tensorflow import keras
+
+        quantized = self.is_quantized(model)
+        mu = model.get_layer("mu_q" if quantized else "mu").output
+        return keras.Model(model.input, self._score(mu, quantized), name=model.name)
+
+
+_KL_SAMPLING: list[type] = []
+
+
+def kl_sampling_class() -> type:
+    """The VAE's sampling layer, defined on first use so that importing this module needs no TensorFlow."""
+    if _KL_SAMPLING:
+        return _KL_SAMPLING[0]
+    import tensorflow as tf
+
+    class KLSampling(tf.keras.layers.Layer):
+        """z = mu + exp(log_var / 2) * eps while training (mu otherwise); adds kl_weight * KL(q || N(0, 1)).
+
+        The KL term enters through `add_loss`, so the pipeline trains the VAE like any model with y = x.
+        """
+
+        def __init__(self, kl_weight: float, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.kl_weight = kl_weight
+
+        def call(self, inputs: list[tf.Tensor], training: bool | None = None) -> tf.Tensor:
+            mu, log_var = inputs
+            log_var = tf.clip_by_value(log_var, -10.0, 10.0)  # keeps exp() finite early in training
+            kl_event = tf.reduce_sum(1.0 + log_var - tf.square(mu) - tf.exp(log_var), axis=-1)
+            kl = -0.5 * tf.reduce_mean(kl_event)
+            self.add_loss(self.kl_weight * kl)
+            self.add_metric(kl, name="kl")
+            sampled = mu + tf.exp(0.5 * log_var) * tf.random.normal(tf.shape(mu))
+            return tf.keras.backend.in_train_phase(sampled, mu, training=training)
+
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), "kl_weight": self.kl_weight}
+
+    _KL_SAMPLING.append(KLSampling)
+    return KLSampling
+

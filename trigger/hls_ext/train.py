@@ -1,0 +1,143 @@
+"""Trainable twins of the SPA-Net extension layers (float, or quantization-aware with straight-through rounding).
+
+They compute what `FxSelfAttention` and `FxTripletArgmax` compute, except that the softmax is exact and the
+triplet head returns all masked logits for the loss instead of their argmax. With `types` set, weights and
+the intermediate tensors are rounded to their fixed-point grids in the forward pass (gradients pass
+straight through), so the trained weights suit the firmware. They are not tfmot-prunable: the pipeline
+prunes only the shared dense layers around them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from tensorflow import keras
+
+from trigger.hls_ext.fixed import Fx
+from trigger.hls_ext.layers import ATTENTION_WEIGHTS, TRIPLET_WEIGHTS
+
+NEG = -1.0e9  # logit of an invalid key or triplet
+
+
+def fake_quant(x: tf.Tensor, t: Fx | None) -> tf.Tensor:
+    """Round to nearest and saturate to `t` in the forward pass, identity gradient; identity if `t` is None."""
+    if t is None:
+        return x
+    scale = 2.0 ** t.frac
+    q = tf.clip_by_value(tf.floor(x * scale + 0.5), t.min * scale, t.max * scale) / scale
+    return x + tf.stop_gradient(q - x)
+
+
+class _QuantAware(keras.layers.Layer):
+    def __init__(self, types: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.fx_types = {k: Fx.of(v) for k, v in (types or {}).items()}
+
+    def q(self, x: tf.Tensor, name: str) -> tf.Tensor:
+        return fake_quant(x, self.fx_types.get(name))
+
+    def qw(self, w: tf.Variable) -> tf.Tensor:
+        return self.q(w, "bias" if "bias" in w.name else "weight")
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "types": {k: v.to_list() for k, v in self.fx_types.items()} or None}
+
+
+class SelfAttention(_QuantAware):
+    """[(B, n, d), (B, n)] -> (B, n, d): x + Wo softmax_masked(q k^T) v, one head of width `head_dim`."""
+
+    def __init__(self, head_dim: int, types: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(types, **kwargs)
+        self.head_dim = head_dim
+
+    def build(self, input_shape: Any) -> None:
+        d, h = int(input_shape[0][-1]), self.head_dim
+        shapes = {"kernel_q": (d, h), "bias_q": (h,), "kernel_k": (d, h), "bias_k": (h,), "kernel_v": (d, h),
+                  "bias_v": (h,), "kernel_o": (h, d), "bias_o": (d,)}
+        self.w = {k: self.add_weight(name=k, shape=shapes[k],
+                                     initializer="zeros" if k.startswith("bias") else "glorot_uniform")
+                  for k in ATTENTION_WEIGHTS}
+        super().build(input_shape)
+
+    def call(self, inputs: list[tf.Tensor]) -> tf.Tensor:
+        x, mask = inputs
+        w = {k: self.qw(v) for k, v in self.w.items()}
+        q = self.q(x @ w["kernel_q"] + w["bias_q"], "qkv")
+        k = self.q(x @ w["kernel_k"] + w["bias_k"], "qkv")
+        v = self.q(x @ w["kernel_v"] + w["bias_v"], "qkv")
+        scores = self.q(tf.matmul(q, k, transpose_b=True), "score")
+        scores += (1.0 - mask[:, None, :]) * NEG
+        attn = self.q(tf.nn.softmax(scores, axis=-1) * mask[:, None, :], "attn")
+        ctx = self.q(attn @ v, "ctx")
+        return self.q(x + ctx @ w["kernel_o"] + w["bias_o"], "out")
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "head_dim": self.head_dim}
+
+
+def triplet_mask(mask: tf.Tensor) -> tf.Tensor:
+    """(B, n) -> (B, n, n, n) float: real jets, b distinct from both quarks, q index below q' index."""
+    n = mask.shape[-1]
+    idx = np.arange(n)
+    static = ((idx[:, None, None] != idx[None, :, None]) & (idx[:, None, None] != idx[None, None, :])
+              & (idx[None, :, None] < idx[None, None, :])).astype(np.float32)
+    return mask[:, :, None, None] * mask[:, None, :, None] * mask[:, None, None, :] * static[None]
+
+
+class TripletScores(_QuantAware):
+    """[(B, n, d), (B, n)] -> (B, 2, n^3) logits S[t, (i, j, k)] = sum_r u[t,i,r] v[t,j,r] v[t,k,r], masked."""
+
+    def __init__(self, rank: int, types: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(types, **kwargs)
+        self.rank = rank
+
+    def build(self, input_shape: Any) -> None:
+        d, r = int(input_shape[0][-1]), self.rank
+        shapes = {"kernel_b": (2, d, r), "bias_b": (2, r), "kernel_p": (2, d, r), "bias_p": (2, r)}
+        self.w = {k: self.add_weight(name=k, shape=shapes[k],
+                                     initializer="zeros" if k.startswith("bias") else "glorot_uniform")
+                  for k in TRIPLET_WEIGHTS}
+        super().build(input_shape)
+
+    def call(self, inputs: list[tf.Tensor]) -> tf.Tensor:
+        x, mask = inputs
+        n = x.shape[1]
+        w = {k: self.qw(v) for k, v in self.w.items()}
+        u = self.q(tf.einsum("bnd,tdr->btnr", x, w["kernel_b"]) + w["bias_b"][None, :, None, :], "factor")
+        v = self.q(tf.einsum("bnd,tdr->btnr", x, w["kernel_p"]) + w["bias_p"][None, :, None, :], "factor")
+        pair = self.q(v[:, :, :, None, :] * v[:, :, None, :, :], "pair")
+        scores = self.q(tf.einsum("btir,btjkr->btijk", u, pair), "score")
+        valid = triplet_mask(mask)[:, None]
+        logits = scores * valid + (1.0 - valid) * NEG
+        return tf.reshape(logits, (-1, 2, n * n * n))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "rank": self.rank}
+
+
+def symmetric_triplet_loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+    """Cross-entropy of the two tops' true triplets, minimised over the t <-> tbar swap of the heads.
+
+    y_true is (B, 2): flat index b*n^2 + q*n + q' (q < q') of each top's triplet; y_pred are the logits.
+    """
+    logp = tf.nn.log_softmax(y_pred, axis=-1)
+    target = tf.cast(y_true, tf.int32)
+    direct = tf.gather(logp, target, axis=2, batch_dims=1)  # (B, head, top)
+    straight = -(direct[:, 0, 0] + direct[:, 1, 1])
+    swapped = -(direct[:, 0, 1] + direct[:, 1, 0])
+    return tf.minimum(straight, swapped)
+
+
+def event_accuracy(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+    """Fraction of events whose two per-head argmaxes are the two true triplets, in either order."""
+    best = tf.argmax(y_pred, axis=-1, output_type=tf.int32)
+    target = tf.cast(y_true, tf.int32)
+    straight = (best[:, 0] == target[:, 0]) & (best[:, 1] == target[:, 1])
+    swapped = (best[:, 0] == target[:, 1]) & (best[:, 1] == target[:, 0])
+    return tf.cast(straight | swapped, tf.float32)
+
+
+TRAIN_OBJECTS: dict[str, Any] = {"SelfAttention": SelfAttention, "TripletScores": TripletScores,
+                                 "symmetric_triplet_loss": symmetric_triplet_loss, "event_accuracy": event_accuracy}

@@ -1,0 +1,318 @@
+"""`trigger compile`: one config -> a trained, pruned, converted, verified, estimated and reported design.
+
+One pipeline for every model family. The order of the stages is the product: data -> QKeras training
+(and the float twin) -> tfmot pruning -> hls4ml conversion -> C simulation -> equivalence -> estimate ->
+vendor scripts -> report. Everything is staged in a temporary tree and moved into place at the end.
+A failed check (not bit-exact, over budget) still delivers the complete project and report, so the
+per-layer figures are there to read, and then exits with code 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from trigger import equivalence, report
+from trigger.config import Config, OutputConfig, load_config
+from trigger.errors import CheckFailed, ConfigError, InputError
+from trigger.families import ModelFamily, Split, family_class
+from trigger.fixed_point import hls_type, to_grid
+from trigger.staging import Staging
+
+if TYPE_CHECKING:
+    from tensorflow import keras
+
+TESTBENCH_EVENTS = 200  # golden vectors in the exported test bench: enough for csim, short enough for cosim
+
+
+@dataclass
+class CompileOptions:
+    model_file: Path | None = None
+    weights_file: Path | None = None
+    out_root: Path | None = None
+    seed: int | None = None
+    quiet: bool = False
+
+
+class Log:
+    """Stage messages and timings; silent with --quiet."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.timings: dict[str, float] = {}
+
+    def say(self, message: str) -> None:
+        if not self.quiet:
+            print(message, file=sys.stderr, flush=True)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        self.say(f"[trigger] {name} ...")
+        start = time.perf_counter()
+        yield
+        self.timings[name] = time.perf_counter() - start
+        self.say(f"[trigger] {name}: {self.timings[name]:.1f} s")
+
+
+def apply_options(cfg: Config, options: CompileOptions) -> Config:
+    """Command-line overrides of the config (seed, output root)."""
+    if options.seed is not None:
+        cfg = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, seed=options.seed))
+    if options.out_root is not None:
+        cfg = dataclasses.replace(cfg, output=OutputConfig(options.out_root / "hls_projects",
+                                                            options.out_root / "vivado_scripts"))
+    return cfg
+
+
+def _on_grid(split: Split, cfg: Config) -> tuple[Split, int]:
+    """The split with its inputs truncated onto the input grid, and how many values saturated."""
+    xs = split.x if isinstance(split.x, list) else [split.x]
+    results = [to_grid(x, cfg.quantization.input) for x in xs]
+    grid = [r.values.astype(np.float32) for r in results]
+    return Split(grid if isinstance(split.x, list) else grid[0], split.y, split.meta), sum(r.saturated for r in results)
+
+
+def _concat(a: Split, b: Split) -> Split:
+    def cat(u: Any, v: Any) -> Any:
+        if u is None:
+            return None
+        if isinstance(u, list):
+            return [np.concatenate([p, q]) for p, q in zip(u, v, strict=True)]
+        return np.concatenate([u, v])
+
+    return Split(cat(a.x, b.x), cat(a.y, b.y), {k: np.concatenate([a.meta[k], b.meta[k]]) for k in a.meta})
+
+
+def _predict(model: keras.Model, x: np.ndarray | list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
+    out = model.predict(x, batch_size=4096, verbose=0)
+    return [np.asarray(o, dtype=np.float64) for o in out] if isinstance(out, list) else np.asarray(out, np.float64)
+
+
+def _csim_input(x: np.ndarray | list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
+    # float64 selects hls4ml's double interface: exact for every input type up to 53 bits.
+    return [np.ascontiguousarray(v, dtype=np.float64) for v in x] if isinstance(x, list) \
+        else np.ascontiguousarray(x, dtype=np.float64)
+
+
+def _kept_softmax(model: keras.Model) -> str | None:
+    """Name of the logits layer when the firmware model ends in a separate softmax Activation."""
+    from tensorflow import keras
+
+    last = model.layers[-1]
+    if isinstance(last, keras.layers.Activation) and last.get_config().get("activation") == "softmax":
+        return last._inbound_nodes[0].inbound_layers.name
+    return None
+
+
+def _check_model_fits(model: keras.Model, split: Split, source: Path) -> None:
+    xs = split.x if isinstance(split.x, list) else [split.x]
+    if len(model.inputs) != len(xs):
+        raise InputError(f"{source}: model has {len(model.inputs)} inputs, the config's data give {len(xs)}")
+    for tensor, x in zip(model.inputs, xs, strict=True):
+        if tuple(tensor.shape[1:]) != tuple(x.shape[1:]):
+            raise InputError(f"{source}: model input {tensor.name} has shape {tuple(tensor.shape[1:])}, "
+                             f"the data give {tuple(x.shape[1:])}")
+
+
+def _train_and_prune(family: ModelFamily, cfg: Config, prepared: Any, quantized: bool, log: Log,
+                     label: str) -> tuple[keras.Model, dict[str, Any] | None, dict[str, list]]:
+    from trigger.prune import prune
+    from trigger.train import train
+
+    with log.stage(f"train {label}"):
+        model, history = train(family, prepared, cfg.training, quantized=quantized)
+    if not cfg.pruning.enabled:
+        return model, None, history
+    with log.stage(f"prune {label}"):
+        result = prune(model, family, prepared, cfg.pruning, cfg.training)
+    sparsity = {"target": cfg.pruning.target_sparsity, "overall": result.overall, "layers": result.layer_sparsity}
+    return result.model, sparsity, {**history, **{f"prune_{k}": v for k, v in result.history.items()}}
+
+
+def compile_config(config_path: Path, options: CompileOptions) -> dict[str, Any]:
+    """Run the whole pipeline; returns report.json's content. Raises CheckFailed after writing the outputs
+    when the design is not bit-exact or misses its budget."""
+    cfg = apply_options(load_config(config_path), options)
+    family = family_class(cfg.model.family)(cfg)
+    for path, what in ((options.model_file, "model file"), (cfg.data.file, "data file")):
+        if path is not None and not Path(path).is_file():
+            raise InputError(f"{path}: {what} not found")
+    if options.weights_file is not None and options.model_file is None:
+        raise InputError("--weights: goes with --model")
+    log = Log(options.quiet)
+
+    from trigger.data import load
+
+    with log.stage("load data"):
+        data = load(cfg.data.file, fractions=cfg.data.fractions, seed=cfg.data.split_seed,
+                    max_events=cfg.data.max_events)
+        prepared = family.prepare(data)
+        saturated = 0
+        for name in ("train", "val", "test"):
+            split, n = _on_grid(getattr(prepared, name), cfg)
+            setattr(prepared, name, split)
+            saturated += n
+    heldout = _concat(prepared.val, prepared.test)
+    if len(heldout) < cfg.equivalence.min_events:
+        raise ConfigError("equivalence.min_events", f"{cfg.data.file} holds only {len(heldout)} held-out "
+                          f"(validation + test) events, fewer than {cfg.equivalence.min_events}")
+    log.say(f"[trigger] {data.name}: {len(prepared.train)} train, {len(prepared.val)} validation, "
+            f"{len(prepared.test)} test events; {saturated} input values saturated on the input grid")
+
+    histories: dict[str, Any] = {}
+    float_model: keras.Model | None = None
+    if options.model_file is not None:
+        from trigger.model_io import is_quantized, load_model
+
+        with log.stage("load model"):
+            model = load_model(options.model_file, options.weights_file, family.custom_objects())
+        _check_model_fits(model, prepared.train, options.model_file)
+        quantized = is_quantized(model)
+        if not quantized:
+            float_model = model
+        from trigger.prune import kernel_sparsity
+
+        layers, overall = kernel_sparsity(model)
+        sparsity: dict[str, Any] | None = {"target": None, "overall": overall, "layers": layers}
+        source = {"kind": "user model", "model_file": str(options.model_file),
+                  "weights_file": str(options.weights_file) if options.weights_file else None,
+                  "quantized": quantized}
+    else:
+        quantized = True
+        if cfg.training.float_twin:
+            float_model, _, histories["float"] = _train_and_prune(family, cfg, prepared, False, log, "float twin")
+        model, sparsity, histories["quantized"] = _train_and_prune(family, cfg, prepared, True, log, "QKeras model")
+        source = {"kind": "trained", "model_file": None, "weights_file": None, "quantized": True}
+
+    from trigger.convert import check_supported, compile_csim, convert, run_testbench, write_dat
+
+    firmware = family.firmware_model(model)
+    check_supported(firmware, str(options.model_file or cfg.name), family)
+    logits_layer = _kept_softmax(firmware)
+    mode = "bit_exact" if quantized else "argmax"
+
+    with Staging(cfg.project_dir, cfg.scripts_dir) as staging:
+        reference = _predict(firmware, heldout.x)
+        tb = heldout.take(slice(0, TESTBENCH_EVENTS))
+        tb_ref = reference[:TESTBENCH_EVENTS] if not isinstance(reference, list) \
+            else [r[:TESTBENCH_EVENTS] for r in reference]
+        with log.stage("hls4ml conversion"):
+            hls_model = convert(firmware, cfg, family, staging.project, tb.x, tb_ref,
+                                trace_layers=[logits_layer] if logits_layer else [])
+        with log.stage("C simulation build"):
+            compile_csim(hls_model)
+        with log.stage("C simulation"):
+            x_sim = _csim_input(heldout.x)
+            if logits_layer:
+                csim_out, trace = hls_model.trace(x_sim)
+                from tensorflow import keras
+
+                ref_logits = _predict(keras.Model(firmware.inputs, firmware.get_layer(logits_layer).output), heldout.x)
+                eq = equivalence.compare(ref_logits, trace[logits_layer].reshape(ref_logits.shape))
+                sm = equivalence.compare(reference, csim_out)
+                eq["softmax"] = {"argmax_agreement": sm.get("argmax_agreement"), "max_abs_diff": sm["max_abs_diff"]}
+            else:
+                csim_out = hls_model.predict(x_sim)
+                eq = equivalence.compare(reference, csim_out)
+        if mode == "argmax":
+            # A float model cannot be matched bit for bit: the golden vectors are the firmware's own outputs.
+            tb_sim = csim_out[:TESTBENCH_EVENTS] if not isinstance(csim_out, list) \
+                else [c[:TESTBENCH_EVENTS] for c in csim_out]
+            write_dat(staging.project / "tb_data" / "tb_output_predictions.dat", tb_sim)
+        eq["golden_vectors"] = {"events": len(tb), "source": "quantized Keras model" if mode == "bit_exact"
+                                else "C simulation (float model, not bit-exact with Keras)"}
+        if cfg.hls.io_type == "io_parallel":
+            with log.stage("exported test bench"):
+                eq["testbench"] = run_testbench(staging.project, cfg.name)
+        failure = equivalence.verdict(eq, mode=mode, required_fraction=cfg.equivalence.required_fraction,
+                                      required_argmax=cfg.equivalence.required_argmax_agreement)
+        eq.update(mode=mode, inputs_saturated=saturated, required_fraction=cfg.equivalence.required_fraction,
+                  required_argmax_agreement=cfg.equivalence.required_argmax_agreement, **{"pass": failure is None})
+
+        with log.stage("physics metrics"):
+            n_val = len(prepared.val)
+            test_csim = csim_out[n_val:] if not isinstance(csim_out, list) else [c[n_val:] for c in csim_out]
+            outputs = {"csim": test_csim}
+            if float_model is not None:
+                outputs["float"] = _predict(family.firmware_model(float_model), prepared.test.x)
+            if quantized:
+                outputs["quantized"] = reference[n_val:] if not isinstance(reference, list) \
+                    else [r[n_val:] for r in reference]
+            metrics = {kind: family.evaluate(outputs[kind], prepared.test) if kind in outputs else None
+                       for kind in ("float", "quantized", "csim")}
+            plots = family.plots({k: outputs[k] for k in ("float", "quantized", "csim") if k in outputs},
+                                 prepared.test, staging.project)
+
+        with log.stage("latency and resource estimate"):
+            estimate, budget, table = _estimate(hls_model, cfg)
+        with log.stage("vendor scripts"):
+            from trigger.vivado_scripts import write_vivado_scripts
+
+            write_vivado_scripts(staging.project, staging.scripts, project_name=cfg.name, backend=cfg.hls.backend,
+                                 part=cfg.hls.part, clock_period_ns=cfg.hls.clock_period_ns)
+
+        content = _report(cfg, config_path, family, data, prepared, source, sparsity, eq, metrics, estimate,
+                          budget, plots, histories, log)
+        from trigger.project_readme import write_project_readme
+
+        write_project_readme(staging.project, staging.scripts, cfg, hls_model, content)
+        report.write_json(staging.project / "report.json", content)
+        (staging.project / "report.md").write_text(report.markdown(content, family.summary_lines(metrics)))
+        staging.commit()
+
+    log.say(f"[trigger] wrote {cfg.project_dir} and {cfg.scripts_dir}")
+    if failure is not None:
+        raise CheckFailed(failure)
+    if budget.get("pass") is False:
+        print(table, file=sys.stderr)
+        raise CheckFailed("over budget: " + "; ".join(budget["reasons"]))
+    return content
+
+
+def _estimate(hls_model: Any, cfg: Config) -> tuple[dict[str, Any], dict[str, Any], str]:
+    from trigger.estimate import budget_table, check_budget, estimate_model
+
+    est = estimate_model(hls_model, clock_period_ns=cfg.hls.clock_period_ns)
+    result = check_budget(est.totals, latency_ns=cfg.budget.latency_ns, resources_pct=cfg.budget.resources_pct,
+                          part=cfg.hls.part)
+    budget = {"latency_ns": cfg.budget.latency_ns, "resources_pct": cfg.budget.resources_pct, "part": cfg.hls.part,
+              "pass": result.passed, "reasons": result.reasons, "utilisation_pct": result.utilisation_pct,
+              "basis": "estimate"}
+    return est.as_dict(), budget, budget_table(est)
+
+
+def _report(cfg: Config, config_path: Path, family: ModelFamily, data: Any, prepared: Any, source: dict[str, Any],
+            sparsity: dict[str, Any] | None, eq: dict[str, Any], metrics: dict[str, Any], estimate: dict[str, Any],
+            budget: dict[str, Any], plots: list[str], histories: dict[str, Any], log: Log) -> dict[str, Any]:
+    totals = estimate.get("totals") or {}
+    return {
+        "schema_version": report.SCHEMA_VERSION,
+        "name": cfg.name,
+        "family": family.name,
+        "config": str(config_path),
+        "source": source,
+        "data": {"file": str(cfg.data.file), "dataset": data.name, "events": {
+            "train": len(prepared.train), "val": len(prepared.val), "test": len(prepared.test)},
+            "seed": data.manifest.get("seed"), "preprocessing": prepared.preprocessing},
+        "equivalence": eq,
+        "metrics": metrics,
+        "sparsity": sparsity,
+        "estimate": {**{k: totals.get(k) for k in report.ESTIMATE_KEYS}, **estimate},
+        "budget": budget,
+        "hls": {"backend": cfg.hls.backend, "part": cfg.hls.part, "clock_period_ns": cfg.hls.clock_period_ns,
+                "io_type": cfg.hls.io_type, "strategy": cfg.hls.strategy, "reuse_factor": cfg.hls.reuse_factor,
+                "input_type": hls_type(cfg.quantization.input), "softmax": cfg.hls.softmax},
+        "training": {"seed": cfg.training.seed, "history": histories},
+        "outputs": {"project_dir": str(cfg.project_dir), "scripts_dir": str(cfg.scripts_dir)},
+        "plots": plots,
+        "timings_s": dict(log.timings),
+        "versions": report.versions(),
+    }
