@@ -188,3 +188,13 @@ def run_testbench(project: Path, name: str) -> dict[str, Any]:
     (project / "tb_data" / "csim_results.log").unlink(missing_ok=True)
     last = (run.stdout.strip().splitlines() or [""])[-1]
     return {"ran": True, "passed": run.returncode == 0, "summary": last}
+
+
+def relocate_config(project: Path, final: Path) -> None:
+    """Point hls4ml_config.yml at the project's final folder instead of the staging folder it was written in."""
+    path = project / "hls4ml_config.yml"
+    text = path.read_text().replace(str(project.resolve()), str(final.resolve()))
+    staged_root = str(project.resolve().parent)
+    text = re.sub(rf"{re.escape(staged_root)}/\.\w+_tb_input\.dat", str(final.resolve() / "tb_data" / "tb_input_features.dat"), text)
+    text = re.sub(rf"{re.escape(staged_root)}/\.\w+_tb_output\.dat", str(final.resolve() / "tb_data" / "tb_output_predictions.dat"), text)
+    path.write_text(text)

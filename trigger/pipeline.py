@@ -132,7 +132,7 @@ def _train_and_prune(family: ModelFamily, cfg: Config, prepared: Any, quantized:
     if not cfg.pruning.enabled:
         return model, None, history
     with log.stage(f"prune {label}"):
-        result = prune(model, family, prepared, cfg.pruning, cfg.training)
+        result = prune(model, family, prepared, cfg.pruning, cfg.training, quantized=quantized)
     sparsity = {"target": cfg.pruning.target_sparsity, "overall": result.overall, "layers": result.layer_sparsity}
     return result.model, sparsity, {**history, **{f"prune_{k}": v for k, v in result.history.items()}}
 
@@ -192,7 +192,7 @@ def compile_config(config_path: Path, options: CompileOptions) -> dict[str, Any]
         model, sparsity, histories["quantized"] = _train_and_prune(family, cfg, prepared, True, log, "QKeras model")
         source = {"kind": "trained", "model_file": None, "weights_file": None, "quantized": True}
 
-    from trigger.convert import check_supported, compile_csim, convert, run_testbench, write_dat
+    from trigger.convert import check_supported, compile_csim, convert, relocate_config, run_testbench, write_dat
 
     firmware = family.firmware_model(model)
     check_supported(firmware, str(options.model_file or cfg.name), family)
@@ -266,6 +266,7 @@ def compile_config(config_path: Path, options: CompileOptions) -> dict[str, Any]
         write_project_readme(staging.project, staging.scripts, cfg, hls_model, content)
         report.write_json(staging.project / "report.json", content)
         (staging.project / "report.md").write_text(report.markdown(content, family.summary_lines(metrics)))
+        relocate_config(staging.project, cfg.project_dir)
         staging.commit()
 
     log.say(f"[trigger] wrote {cfg.project_dir} and {cfg.scripts_dir}")

@@ -46,7 +46,7 @@ def kernel_sparsity(model: keras.Model) -> tuple[dict[str, float], float]:
 
 
 def prune(model: keras.Model, family: ModelFamily, data: Prepared, pcfg: PruningConfig,
-          tcfg: TrainingConfig, verbose: int = 0) -> PruningResult:
+          tcfg: TrainingConfig, *, quantized: bool, verbose: int = 0) -> PruningResult:
     """Wrap prunable layers, fine-tune to the target sparsity, strip the wrappers and verify the result."""
     import tensorflow as tf
     import tensorflow_model_optimization as tfmot
@@ -83,6 +83,12 @@ def prune(model: keras.Model, family: ModelFamily, data: Prepared, pcfg: Pruning
     history = fit(wrapped, family, data, tcfg_ft, epochs=pcfg.epochs, learning_rate=tcfg.learning_rate / 2,
                   callbacks=[tfmot.sparsity.keras.UpdatePruningStep()], verbose=verbose)
     stripped = tfmot.sparsity.keras.strip_pruning(wrapped)
+    # The stripped layers still carry nodes of the wrapped graph; a fresh build has one clean graph to slice.
+    clean = family.build(quantized=quantized)
+    for layer in clean.layers:
+        if layer.get_weights():
+            layer.set_weights(stripped.get_layer(layer.name).get_weights())
+    stripped = clean
     per_layer, overall = kernel_sparsity(stripped)
     if overall + SPARSITY_TOLERANCE < pcfg.target_sparsity:
         raise CheckFailed(f"pruning.target_sparsity: reached {overall:.3f}, target {pcfg.target_sparsity:.3f} "

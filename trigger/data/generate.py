@@ -127,7 +127,7 @@ def _write(spec: DatasetSpec, events: int, seed: int, path: Path, workers: int, 
     done = [0] * len(spec.streams)
     sizes = [_chunk_events(s, q) for s, q in zip(spec.streams, quotas)]
     dataset_index = DATASET_NAMES.index(spec.name)
-    pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else None
+    pool = multiprocessing.get_context("fork").Pool(workers) if workers > 1 else None
     try:
         with h5py.File(path, "w", track_order=False) as f:
             arrays = {

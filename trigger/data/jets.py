@@ -20,16 +20,16 @@ COMMON = ("PhaseSpace:pTHatMin = 1000.",)
 
 STREAMS = (
     Stream("q", 0.2, COMMON + ("HardQCD:qg2qg = on", "HardQCD:qq2qq = on", "HardQCD:qqbar2qqbarNew = on",
-                               "HardQCD:gg2qqbar = on", "HardQCD:nQuarkNew = 3"), 200, 1.1,
+                               "HardQCD:gg2qqbar = on", "HardQCD:nQuarkNew = 3"), 400, 1.3,
            "light-quark (u, d, s) jets from 2->2 QCD with at least one outgoing quark", label=0),
-    Stream("g", 0.2, COMMON + ("HardQCD:gg2gg = on", "HardQCD:qg2qg = on", "HardQCD:qqbar2gg = on"), 200, 1.3,
+    Stream("g", 0.2, COMMON + ("HardQCD:gg2gg = on", "HardQCD:qg2qg = on", "HardQCD:qqbar2gg = on"), 400, 1.2,
            "gluon jets from 2->2 QCD with at least one outgoing gluon", label=1),
     Stream("W", 0.2, COMMON + ("WeakBosonAndParton:qqbar2Wg = on", "WeakBosonAndParton:qg2Wq = on")
-           + HADRONIC_W, 200, 0.9, "W (-> q q') + jet, W decaying to quarks", label=2),
+           + HADRONIC_W, 400, 1.0, "W (-> q q') + jet, W decaying to quarks", label=2),
     Stream("Z", 0.2, COMMON + ("WeakBosonAndParton:qqbar2gmZg = on", "WeakBosonAndParton:qg2gmZq = on",
                                "WeakZ0:gmZmode = 2", "23:onMode = off", "23:onIfAny = 1 2 3 4 5"),
-           200, 0.9, "Z (-> q qbar) + jet (pure Z, no gamma*), Z decaying to quarks", label=3),
-    Stream("t", 0.2, COMMON + ("Top:gg2ttbar = on", "Top:qqbar2ttbar = on") + HADRONIC_W, 100, 1.7,
+           400, 1.0, "Z (-> q qbar) + jet (pure Z, no gamma*), Z decaying to quarks", label=3),
+    Stream("t", 0.2, COMMON + ("Top:gg2ttbar = on", "Top:qqbar2ttbar = on") + HADRONIC_W, 200, 1.8,
            "ttbar with both W decaying to quarks; each top gives at most one jet", label=4),
 )
 
@@ -80,6 +80,13 @@ def _match(rec: EventRecord, jets_eta: np.ndarray, jets_phi: np.ndarray, jets_ev
     return np.array(sorted(set(chosen)), dtype=np.int64)
 
 
+def _half(constituents: np.ndarray) -> np.ndarray:
+    """float16 storage; a constituent whose pT underflows to 0 becomes padding (all three values 0)."""
+    out = constituents.astype(np.float16)
+    out[out[..., 0] == 0] = 0
+    return out
+
+
 def make_chunk(stream: Stream, n_events: int, seed: int) -> dict[str, np.ndarray]:
     """Generate `n_events` events of one class and return its matched jets (in event order)."""
     pythia = make_pythia(list(stream.settings), seed)
@@ -94,8 +101,7 @@ def make_chunk(stream: Stream, n_events: int, seed: int) -> dict[str, np.ndarray
     cons = visible[jets.event[matched]][jets.constituents[matched]]
     return {
         "features": jet_features(cons),
-        "constituents": leading_constituents(cons, jets.eta[matched], jets.phi[matched],
-                                             N_CONSTITUENTS).astype(np.float16),
+        "constituents": _half(leading_constituents(cons, jets.eta[matched], jets.phi[matched], N_CONSTITUENTS)),
         "label": np.full(n, stream.label, dtype=np.int8),
         "jet_pt": jets.pt[matched].astype(np.float32),
         "jet_eta": jets.eta[matched].astype(np.float32),

@@ -85,3 +85,22 @@ def leading_constituents(constituents: ak.Array, jet_eta: np.ndarray, jet_phi: n
     out[jet, slot, 1] = pseudorapidity(fpx, fpy, fpz) - jet_eta[jet]
     out[jet, slot, 2] = delta_phi(np.arctan2(fpy, fpx), jet_phi[jet])
     return out
+
+
+def tau32(constituents: np.ndarray) -> np.ndarray:
+    """N-subjettiness ratio tau3/tau2 (beta = 1, R0 = 0.8, one-pass kT axes) from stored (pT, deta, dphi)
+    constituents, treated as massless; low for three-prong (top) jets. 0 where tau2 is 0."""
+    import fastjet
+
+    from trigger.data.events import jagged_momenta
+
+    pt, eta, phi = (constituents[..., i].astype(np.float64) for i in range(3))
+    present = pt > 0
+    pt, eta, phi = pt[present], eta[present], phi[present]
+    particles = jagged_momenta(pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta), pt * np.cosh(eta),
+                               present.sum(axis=1))
+    seq = fastjet.ClusterSequence(particles, fastjet.JetDefinition(fastjet.antikt_algorithm, RECLUSTER_R))
+    taus = ak.to_numpy(seq.njettiness(njets=[2, 3], beta=1.0, R0=0.8))
+    tau2, tau3 = taus[:, 0], taus[:, 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(tau2 > 0, tau3 / tau2, 0.0)

@@ -318,8 +318,8 @@ def dense_cost(layer: Any, p: Params) -> LayerCost:
 
 def _pixels(layer: Any) -> tuple[int, int]:
     """(input pixels, output pixels) of a 1D/2D windowed layer."""
-    in_px = int(_attr(layer, "in_width", 1)) * int(_attr(layer, "in_height", 1) or 1)
-    out_px = int(_attr(layer, "out_width", 1)) * int(_attr(layer, "out_height", 1) or 1)
+    in_px = int(_attr(layer, "in_width", _attr(layer, "n_in", 1))) * int(_attr(layer, "in_height", 1) or 1)
+    out_px = int(_attr(layer, "out_width", _attr(layer, "n_out", 1))) * int(_attr(layer, "out_height", 1) or 1)
     return in_px, out_px
 
 
@@ -380,7 +380,11 @@ def pooling_cost(layer: Any, p: Params) -> LayerCost:
         ops, n = tree_ops(np.full(n_chan, pool), bits, p)
         lut = n * bits * p("pooling", "lut_per_bit_add")
     cost = LayerCost(ops=ops, lut=int(round(lut)))
-    if _io_type(layer) == "io_parallel" and _attr(layer, "class_name", "").startswith("Global"):
+    if _io_type(layer) == "io_parallel":
+        # hls4ml's parallel pooling unrolls every output pixel in one pipeline stage.
+        cost.lut *= _pixels(layer)[1]
+        for op in cost.ops:
+            op.live_bits *= _pixels(layer)[1]
         return cost
     return _windowed(layer, p, cost)
 
@@ -398,13 +402,18 @@ def global_pooling_cost(layer: Any, p: Params) -> LayerCost:
     return cost
 
 
+def _norm(name: str) -> str:
+    """'LeakyReLU', 'leaky_relu' and 'leakyrelu' are the same activation."""
+    return name.lower().replace("_", "")
+
+
 def activation_cost(layer: Any, p: Params) -> LayerCost:
-    kind = str(_attr(layer, "activation", layer.class_name) or "linear").lower()
+    kind = _norm(str(_attr(layer, "activation", layer.class_name) or "linear"))
     n = _out_size(layer)
     bits = _result_bits(layer)
-    if kind in p("activation", "table_activations"):
+    if kind in {_norm(k) for k in p("activation", "table_activations")}:
         return _table_cost(layer, p, n, kind)
-    per_bit = p("activation", "lut_per_bit").get(kind)
+    per_bit = {_norm(k): v for k, v in p("activation", "lut_per_bit").items()}.get(kind)
     if per_bit is None:
         cost = _table_cost(layer, p, n, kind)
         cost.notes.append(f"activation {kind!r} has no model; costed as a lookup table")
@@ -429,7 +438,7 @@ def _table_cost(layer: Any, p: Params, n: int, kind: str) -> LayerCost:
     reuse = int(_attr(layer, "reuse_factor", 1) or 1)
     lookups = math.ceil(n / reuse) if _io_type(layer) == "io_parallel" else n
     bram, lut_ram = _table_bram(lookups, table_size, table_bits, p)
-    extra = p("activation", "lut_table_extra_per_elem").get(kind, 0)
+    extra = {_norm(k): v for k, v in p("activation", "lut_table_extra_per_elem").items()}.get(kind, 0)
     lut = lut_ram + int(n * (p("activation", "lut_table_index_per_elem") + extra))
     index_bits = max(int(math.log2(table_size)), 1)
     ops = [Op(p("timing", "table_index_ns"), n * index_bits),
@@ -621,6 +630,7 @@ def estimate_model(hls_model: Any, clock_period_ns: float | None = None, params:
             sched.cycles += int(p("timing", "stream_hop_cycles")) + cost.stream_cycles
             sched.ff += p("registers", "ff_per_stream_layer")
             sched.t = 0.0
+            cost.lut += _out_size(layer) * _result_bits(layer) * p("registers", "lut_per_stream_bit")
         est = LayerEstimate(
             name=layer.name, class_name=cls, latency_cycles=sched.cycles - start_cycles, ii=max(int(cost.ii), 1),
             dsp=int(cost.dsp), lut=int(round(cost.lut)), ff=int(round(sched.ff - start_ff + cost.ff)),

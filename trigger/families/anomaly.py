@@ -227,6 +227,15 @@ class AnomalyDetector(ModelFamily):
 
         return QActivation(quantized_bits(t.bits, t.integer, alpha=1), name=name)(x)
 
+    def _rounded_dense(self, name: str, units: int, x: Any, quantized: bool) -> Any:
+        """A linear QDense whose output is rounded onto its declared grid by `<name>_q`."""
+        x = self._dense(name, units, x, quantized)
+        return self._round(f"{name}_q", x, self.rounded_outputs()[name]) if quantized else x
+
+    @abstractmethod
+    def rounded_outputs(self) -> dict[str, FixedType]:
+        """Linear QDense layers of the firmware -> the signed grid their `<name>_q` QActivation rounds to."""
+
     def _score(self, vector: Any, quantized: bool) -> Any:
         """sum(vector^2) as a Dot, then (quantized) the score's unsigned saturating type."""
         from qkeras import QActivation, quantized_relu
@@ -249,8 +258,18 @@ class AnomalyDetector(ModelFamily):
         """Exact types for the sum of squares: nothing between the declared quantizers may round or wrap."""
         operand, n, _ = self._squared_operand()
         width, integer = sum_of_squares_type(operand, n)
-        entry = hls_config["LayerName"].setdefault("sum_squares", {}).setdefault("Precision", {})
+        layers = hls_config["LayerName"]
+        entry = layers.setdefault("sum_squares", {}).setdefault("Precision", {})
         entry["result"] = entry["accum"] = f"ap_ufixed<{width},{integer}>"
+        # hls4ml folds a linear QActivation into an `auto`-typed Dense and drops its quantizer (1.3.0), so
+        # the Dense's own result type must be the rounding: its exact accumulator is cast with RND_CONV, SAT.
+        # Its implicit `<name>_linear` activation gets the same type, so hls4ml removes it as a no-op.
+        on_chip = {layer.name for layer in firmware_model.layers}
+        for name, t in self.rounded_outputs().items():
+            if name in on_chip:
+                for node in (name, f"{name}_linear"):
+                    layers.setdefault(node, {}).setdefault("Precision", {})["result"] = \
+                        f"ap_fixed<{t.bits},{t.integer + 1},AP_RND_CONV,AP_SAT>"
 
     # ---- physics figures --------------------------------------------------------------------------------
 
@@ -384,6 +403,10 @@ class Autoencoder(AnomalyDetector):
     def _squared_operand(self) -> tuple[FixedType, int, str]:
         return self.difference, N_INPUTS, "model.architecture.difference_type"
 
+    def rounded_outputs(self) -> dict[str, FixedType]:
+        return {"latent": self.cfg.quantization.for_layer("latent").activation,
+                "recon": self.reconstruction_type}
+
     def build(self, quantized: bool) -> keras.Model:
         from tensorflow import keras
 
@@ -391,14 +414,10 @@ class Autoencoder(AnomalyDetector):
         x = inputs
         for i, units in enumerate(self.encoder):
             x = self._relu(f"enc{i + 1}", self._dense(f"enc{i + 1}", units, x, quantized), quantized)
-        x = self._dense("latent", self.latent, x, quantized)
-        if quantized:
-            x = self._round("latent_q", x, self.cfg.quantization.for_layer("latent").activation)
+        x = self._rounded_dense("latent", self.latent, x, quantized)
         for i, units in enumerate(self.decoder):
             x = self._relu(f"dec{i + 1}", self._dense(f"dec{i + 1}", units, x, quantized), quantized)
-        x = self._dense("recon", N_INPUTS, x, quantized)
-        if quantized:
-            x = self._round("recon_q", x, self.reconstruction_type)
+        x = self._rounded_dense("recon", N_INPUTS, x, quantized)
         return keras.Model(inputs, x, name=self.cfg.name)
 
     def firmware_model(self, model: keras.Model) -> keras.Model:
@@ -435,6 +454,9 @@ class VariationalAutoencoder(AnomalyDetector):
         mu = self.cfg.quantization.for_layer("mu").activation
         return mu, self.latent, "quantization.layers.mu.activation"
 
+    def rounded_outputs(self) -> dict[str, FixedType]:
+        return {"mu": self.cfg.quantization.for_layer("mu").activation}
+
     def custom_objects(self) -> dict[str, Any]:
         return {"KLSampling": kl_sampling_class()}
 
@@ -446,9 +468,7 @@ class VariationalAutoencoder(AnomalyDetector):
         x = inputs
         for i, units in enumerate(self.encoder):
             x = self._relu(f"enc{i + 1}", self._dense(f"enc{i + 1}", units, x, quantized), quantized)
-        mu = self._dense("mu", self.latent, x, quantized)
-        if quantized:
-            mu = self._round("mu_q", mu, self.cfg.quantization.for_layer("mu").activation)
+        mu = self._rounded_dense("mu", self.latent, x, quantized)
         log_var = keras.layers.Dense(self.latent, name="log_var")(x)
         z = kl_sampling_class()(self.kl_weight, name="sampling")([mu, log_var])
         for i, units in enumerate(self.decoder):

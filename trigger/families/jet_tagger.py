@@ -106,14 +106,21 @@ class JetTagger(ModelFamily):
         return {"loss": "categorical_crossentropy", "metrics": ["accuracy"]}
 
     def firmware_model(self, model: keras.Model) -> keras.Model:
-        """Strip the final softmax unless the config keeps it (argmax and AUC need only the logits)."""
+        """Strip the final softmax unless the config keeps it (argmax and AUC need only the logits): a
+        softmax Activation layer is cut off; a softmax inside the last Dense (common in users' models)
+        is replaced by a linear copy of that layer with the same weights."""
         from tensorflow import keras
 
         last = model.layers[-1]
-        is_softmax = isinstance(last, keras.layers.Activation) and last.get_config().get("activation") == "softmax"
-        if is_softmax and self.cfg.hls.softmax == "strip":
+        if self.cfg.hls.softmax == "keep" or last.get_config().get("activation") != "softmax":
+            return model
+        if isinstance(last, keras.layers.Activation):
             return keras.Model(model.inputs, last.input, name=model.name)
-        return model
+        config = {**last.get_config(), "activation": "linear"}
+        linear = type(last).from_config(config)
+        outputs = linear(last.input)
+        linear.set_weights(last.get_weights())
+        return keras.Model(model.inputs, outputs, name=model.name)
 
     def evaluate(self, outputs: np.ndarray | list[np.ndarray], split: Split) -> dict[str, Any]:
         from sklearn.metrics import roc_auc_score

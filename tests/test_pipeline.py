@@ -1,0 +1,76 @@
+"""`trigger compile` end to end on the shipped jets: train, prune, convert, C-simulate, verify, report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import small_jet_config
+
+from trigger.cli import main
+
+REPORT_KEYS = ("name", "family", "equivalence", "metrics", "sparsity", "estimate", "budget", "versions")
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    tmp = tmp_path_factory.mktemp("compile")
+    code = main(["compile", str(small_jet_config(tmp)), "--quiet"])
+    return tmp, code
+
+
+def test_compile_writes_a_verified_project(compiled: tuple[Path, int]) -> None:
+    tmp, code = compiled
+    assert code == 0
+    project = tmp / "hls_projects" / "ci_tagger"
+    report = json.loads((project / "report.json").read_text())
+    assert all(key in report for key in REPORT_KEYS)
+    eq = report["equivalence"]
+    assert eq["events"] >= 2000
+    assert eq["bit_exact_fraction"] == 1.0
+    assert eq["max_abs_diff"] == 0.0
+    assert eq["testbench"]["passed"] is True
+    for kind in ("float", "quantized", "csim"):
+        assert 0.2 < report["metrics"][kind]["accuracy"] <= 1.0
+    assert report["metrics"]["csim"] == report["metrics"]["quantized"]
+    assert report["sparsity"]["overall"] >= 0.49
+    for key in ("latency_cycles", "latency_ns", "ii", "dsp", "lut", "ff", "bram"):
+        assert key in report["estimate"]
+    assert report["budget"]["latency_ns"] == 1000
+    assert report["versions"]["hls4ml"] == "1.3.0"
+    for name in ("report.md", "roc.png", "confusion.png", "README.md", "firmware/ci_tagger.cpp",
+                 "tb_data/tb_input_features.dat", "tb_data/tb_output_predictions.dat"):
+        assert (project / name).is_file(), name
+    assert len((project / "tb_data" / "tb_input_features.dat").read_text().splitlines()) == 200
+    assert (tmp / "vivado_scripts" / "ci_tagger").is_dir()
+    assert not [p for p in tmp.rglob(".trigger-*")]
+
+
+def test_over_budget_exits_1_with_complete_outputs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    config = small_jet_config(tmp_path, budget={"latency_ns": 1},
+                              training={"epochs": 1}, pruning={"enabled": False})
+    assert main(["compile", str(config), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].startswith("error: over budget")
+    report = json.loads((tmp_path / "hls_projects" / "ci_tagger" / "report.json").read_text())
+    assert report["budget"]["pass"] is False
+    assert report["equivalence"]["pass"] is True
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"training": {"epochs": -1}}, "error: training.epochs: must be >= 1"),
+        ({"data": {"file": "/nonexistent/jets.h5"}}, "error: /nonexistent/jets.h5: data file not found"),
+        ({"equivalence": {"min_events": 10**7}}, "error: equivalence.min_events:"),
+    ],
+)
+def test_bad_input_exits_2_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture, override: dict,
+                                              message: str) -> None:
+    config = small_jet_config(tmp_path, **override)
+    assert main(["compile", str(config), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith(message)
+    assert not (tmp_path / "hls_projects").exists() or not any((tmp_path / "hls_projects").iterdir())

@@ -1,0 +1,174 @@
+"""`l1`: Level-1 event summaries in the ADC2021 anomaly-detection layout (MET, 4 e, 4 mu, 10 jets).
+
+A Standard-Model background mixture plus labelled BSM signals. Objects are built from Pythia's visible final
+state with a simple parametrised detector: Gaussian pT resolutions, track-free relative isolation for leptons,
+a sum-ET-driven MET resolution, and L1-like granularity. Every choice is listed in docs/data.md.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from trigger.data.events import EventRecord, cluster_antikt, delta_phi, generate_batch, jagged_momenta, make_pythia
+from trigger.data.spec import ArraySpec, DatasetSpec, Stream
+
+N_E, N_MU, N_JET = 4, 4, 10
+OBJECTS = ["MET"] + [f"e{i}" for i in range(1, N_E + 1)] + [f"mu{i}" for i in range(1, N_MU + 1)] + \
+    [f"jet{i}" for i in range(1, N_JET + 1)]
+FEATURE_NAMES = [f"{o}_{v}" for o in OBJECTS for v in ("pt", "eta", "phi")]
+
+CALO_MAX_ETA = 5.0
+E_CUTS = (3.0, 3.0)  # pT > 3 GeV, |eta| < 3.0
+MU_CUTS = (3.0, 2.1)
+JET_CUTS = (15.0, 4.0)
+JET_R = 0.4
+JET_SEED_PT = 8.0  # GeV, jets clustered above this before smearing; kept if smeared pT > 15
+ISO_R = 0.3
+ISO_MAX = 0.15  # relative isolation: sum pT of other visible particles within dR < 0.3, over the lepton pT
+RESOLUTION = {  # sigma(pT)/pT = a (+) b / sqrt(pT/GeV) (+) c * pT/GeV, added in quadrature
+    "e": (0.03, 0.10, 0.0),
+    "mu": (0.05, 0.0, 1e-4),
+    "jet": (0.10, 1.00, 0.0),
+}
+MET_SIGMA_PER_SQRT_SUMET = 0.5  # sigma(MET_x) = sigma(MET_y) = 0.5 GeV * sqrt(sum ET / GeV)
+PT_LSB = 0.25  # GeV; stored pT is a multiple of this (L1-like granularity, exact in binary)
+ANGLE_LSB = 1 / 256  # stored eta and phi are multiples of this
+SIGNAL_FRACTION = 0.05  # of the requested events, for each signal
+BACKGROUND_MIX = {"W_lnu": 0.592, "QCD": 0.338, "Z_ll": 0.067, "ttbar": 0.003}  # ADC2021 composition
+FAST = ("PartonLevel:MPI = off",)  # documented shortcut: no multiparton interactions in L1 summaries
+
+_bkg = 1.0 - 3 * SIGNAL_FRACTION
+STREAMS = (
+    Stream("W_lnu", _bkg * BACKGROUND_MIX["W_lnu"], FAST + ("WeakSingleBoson:ffbar2W = on", "24:onMode = off",
+                                                             "24:onIfAny = 11 13 15"), 1000, 1.0,
+           "inclusive W -> l nu (l = e, mu, tau)", label=0, kind="background"),
+    Stream("QCD", _bkg * BACKGROUND_MIX["QCD"], FAST + ("HardQCD:all = on", "PhaseSpace:pTHatMin = 30."), 1000, 1.0,
+           "QCD 2->2 multijet, pTHat > 30 GeV, no lepton filter", label=0, kind="background"),
+    Stream("Z_ll", _bkg * BACKGROUND_MIX["Z_ll"], FAST + ("WeakSingleBoson:ffbar2gmZ = on", "WeakZ0:gmZmode = 2",
+                                                           "23:onMode = off", "23:onIfAny = 11 13 15"), 1000, 1.0,
+           "inclusive Z -> l l (l = e, mu, tau), pure Z", label=0, kind="background"),
+    Stream("ttbar", _bkg * BACKGROUND_MIX["ttbar"], FAST + ("Top:gg2ttbar = on", "Top:qqbar2ttbar = on"), 500, 1.0,
+           "inclusive ttbar", label=0, kind="background"),
+    Stream("Zprime_ll", SIGNAL_FRACTION, FAST + ("NewGaugeBoson:ffbar2gmZZprime = on", "Zprime:gmZmode = 3",
+                                                 "32:m0 = 1000.", "32:onMode = off", "32:onIfAny = 11 13"),
+           1000, 1.0, "Z' (1 TeV, SM-like couplings) -> e e, mu mu", label=1, kind="signal"),
+    Stream("h_tautau", SIGNAL_FRACTION, FAST + ("HiggsSM:gg2H = on", "25:m0 = 60.", "25:onMode = off",
+                                                "25:onIfMatch = 15 -15"),
+           1000, 1.0, "light scalar h (60 GeV, gg -> h) -> tau tau", label=2, kind="signal"),
+    Stream("Hplus_taunu", SIGNAL_FRACTION, FAST + ("Higgs:useBSM = on", "HiggsBSM:ffbar2H+- = on", "37:m0 = 60.",
+                                                   "37:onMode = off", "37:onIfAny = 15"),
+           1000, 1.0, "charged Higgs H+- (60 GeV, f fbar' -> H+-) -> tau nu", label=3, kind="signal"),
+)
+
+
+def _resolution(kind: str, pt: np.ndarray) -> np.ndarray:
+    a, b, c = RESOLUTION[kind]
+    return np.sqrt(a**2 + b**2 / np.maximum(pt, 1e-3) + (c * pt) ** 2)
+
+
+def _smear(kind: str, pt: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Gaussian pT smearing, floored at zero."""
+    return np.maximum(pt * (1.0 + _resolution(kind, pt) * rng.standard_normal(len(pt))), 0.0)
+
+
+def _quantise(x: np.ndarray, lsb: float) -> np.ndarray:
+    return np.round(x / lsb) * lsb
+
+
+def _relative_isolation(rec: EventRecord, calo: np.ndarray, leptons: np.ndarray) -> np.ndarray:
+    """Per lepton (global index), the summed pT of the other visible particles within dR < 0.3 over its pT."""
+    order = np.flatnonzero(calo)
+    starts = np.searchsorted(rec.event[order], np.arange(rec.n_events + 1))
+    pt, eta, phi = rec.pt, rec.eta, rec.phi
+    iso = np.empty(len(leptons))
+    for k, i in enumerate(leptons):
+        ev = rec.event[i]
+        others = order[starts[ev]:starts[ev + 1]]
+        dr = np.hypot(eta[others] - eta[i], delta_phi(phi[others], phi[i]))
+        iso[k] = (pt[others][(dr < ISO_R) & (others != i)].sum()) / pt[i]
+    return iso
+
+
+def _fill(objects: np.ndarray, first_slot: int, n_slots: int, event: np.ndarray, pt: np.ndarray,
+          eta: np.ndarray, phi: np.ndarray) -> None:
+    """Write objects into their event's slots, highest pT first; extras beyond `n_slots` are dropped."""
+    order = np.lexsort((-pt, event))
+    event, pt, eta, phi = event[order], pt[order], eta[order], phi[order]
+    starts = np.searchsorted(event, event, side="left")
+    rank = np.arange(len(event)) - starts
+    ok = rank < n_slots
+    objects[event[ok], first_slot + rank[ok]] = np.stack([pt[ok], eta[ok], phi[ok]], axis=1)
+
+
+def make_chunk(stream: Stream, n_events: int, seed: int) -> dict[str, np.ndarray]:
+    """Generate `n_events` events of one process and summarise each as 19 L1 objects."""
+    pythia = make_pythia(list(stream.settings), seed)
+    rec = generate_batch(pythia, n_events)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
+    n = rec.n_events
+    pt, eta, phi = rec.pt, rec.eta, rec.phi
+    calo = rec.visible_final() & (np.abs(eta) < CALO_MAX_ETA)
+    objects = np.zeros((n, len(OBJECTS), 3), dtype=np.float64)
+
+    isolated = np.zeros(len(pt), dtype=bool)
+    slot = 1
+    for pdg, kind, (min_pt, max_eta), n_slots in ((11, "e", E_CUTS, N_E), (13, "mu", MU_CUTS, N_MU)):
+        cand = np.flatnonzero(calo & (np.abs(rec.id) == pdg))
+        spt = _quantise(_smear(kind, pt[cand], rng), PT_LSB)
+        passed = (spt > min_pt) & (np.abs(eta[cand]) < max_eta)
+        cand, spt = cand[passed], spt[passed]
+        good = _relative_isolation(rec, calo, cand) < ISO_MAX
+        cand, spt = cand[good], spt[good]
+        isolated[cand] = True
+        _fill(objects, slot, n_slots, rec.event[cand], spt, _quantise(eta[cand], ANGLE_LSB),
+              _quantise(phi[cand], ANGLE_LSB))
+        slot += n_slots
+
+    # jets from the calorimeter-visible particles that are not selected isolated leptons
+    hadronic = calo & ~isolated
+    jets = cluster_antikt(jagged_momenta(rec.px[hadronic], rec.py[hadronic], rec.pz[hadronic], rec.e[hadronic],
+                                         np.bincount(rec.event[hadronic], minlength=n)), JET_R, JET_SEED_PT)
+    jpt = _quantise(_smear("jet", jets.pt, rng), PT_LSB)
+    jeta = jets.eta
+    passed = (jpt > JET_CUTS[0]) & (np.abs(jeta) < JET_CUTS[1])
+    _fill(objects, slot, N_JET, jets.event[passed], jpt[passed], _quantise(jeta[passed], ANGLE_LSB),
+          _quantise(jets.phi[passed], ANGLE_LSB))
+
+    # MET: minus the vector sum of all calorimeter-visible particles, with a sum-ET resolution
+    mex = -np.bincount(rec.event[calo], weights=rec.px[calo], minlength=n)
+    mey = -np.bincount(rec.event[calo], weights=rec.py[calo], minlength=n)
+    sum_et = np.bincount(rec.event[calo], weights=pt[calo], minlength=n)
+    sigma = MET_SIGMA_PER_SQRT_SUMET * np.sqrt(sum_et)
+    mex = mex + sigma * rng.standard_normal(n)
+    mey = mey + sigma * rng.standard_normal(n)
+    objects[:, 0, 0] = _quantise(np.hypot(mex, mey), PT_LSB)
+    objects[:, 0, 2] = _quantise(np.arctan2(mey, mex), ANGLE_LSB)
+
+    return {"objects": objects.astype(np.float32), "label": np.full(n, stream.label, np.int8),
+            "process": np.full(n, STREAMS.index(stream), np.int8)}
+
+
+SPEC = DatasetSpec(
+    name="l1",
+    unit="events",
+    streams=STREAMS,
+    arrays={
+        "objects": ArraySpec((len(OBJECTS), 3), "float32",
+                             "MET, e1-e4, mu1-mu4, jet1-jet10, each (pT [GeV], eta, phi); MET eta = 0; "
+                             "pT-ordered within a type, zero padded"),
+        "label": ArraySpec((), "int8", "0 = Standard-Model background, k = signal k (class_names[k])"),
+        "process": ArraySpec((), "int8", "index into manifest['processes']"),
+    },
+    feature_names=FEATURE_NAMES,
+    class_names=["background"] + [s.name for s in STREAMS if s.kind == "signal"],
+    make_chunk=make_chunk,
+    settings={"objects": OBJECTS, "calo_max_abs_eta": CALO_MAX_ETA,
+              "electron_cuts": {"min_pt_GeV": E_CUTS[0], "max_abs_eta": E_CUTS[1]},
+              "muon_cuts": {"min_pt_GeV": MU_CUTS[0], "max_abs_eta": MU_CUTS[1]},
+              "jet_cuts": {"min_pt_GeV": JET_CUTS[0], "max_abs_eta": JET_CUTS[1], "R": JET_R,
+                           "algorithm": "anti-kt", "clustered_above_GeV": JET_SEED_PT},
+              "isolation": {"cone_dR": ISO_R, "max_relative": ISO_MAX},
+              "resolution_a_b_c": RESOLUTION, "met_sigma_per_sqrt_sumet": MET_SIGMA_PER_SQRT_SUMET,
+              "pt_lsb_GeV": PT_LSB, "angle_lsb": ANGLE_LSB, "signal_fraction_each": SIGNAL_FRACTION,
+              "background_mix": BACKGROUND_MIX, "mpi": "off (speed shortcut)"},
+)

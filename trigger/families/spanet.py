@@ -1,0 +1,378 @@
+"""SPA-Net family: jet-parton assignment in all-hadronic ttbar with symmetric tensor attention (issue 5).
+
+Per-jet embedding (kernel-1 QConv1D), one or two masked self-attention blocks, and for each top a symmetric
+triplet head scoring (b, q, q') with S = sum_r u_b v_q v_q' (symmetric in q <-> q' by construction). The
+loss is the triplets' cross-entropy minimised over the t <-> tbar swap. On chip, `firmware_model` rebuilds
+the trained network from the fixed-point extension layers of `trigger.hls_ext`, ending in the argmax over
+valid, distinct triplets: the firmware outputs (b, q, q', score) per top, not the 2 x n^3 logits.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from trigger.baselines.chi2 import Chi2Params, chi2_assign, fit_resolutions
+from trigger.config import FixedType, Section
+from trigger.errors import ConfigError
+from trigger.families.base import ModelFamily, Prepared, Split
+
+if TYPE_CHECKING:
+    from tensorflow import keras
+
+    from trigger.config import Config
+    from trigger.data import Dataset
+    from trigger.hls_ext.fixed import Fx
+
+SIGNED_TYPES = {"qkv": (14, 5), "score": (14, 6), "ctx": (14, 5), "factor": (12, 4), "pair": (14, 6),
+                "triplet_score": (18, 9)}
+UNSIGNED_TYPES = {"exp": (10, 1), "inv": (10, 1), "attn": (10, 1)}
+MULTIPLICITIES = (("6", 6, 6), ("7", 7, 7), (">=8", 8, 99))
+FEATURES = ("log_pt", "eta", "cos_phi", "sin_phi", "log_mass", "btag")
+
+
+def _fixed(sec: Section, key: str, default: tuple[int, int]) -> FixedType:
+    sub = sec.section(key)
+    return FixedType.read(sub, FixedType(*default)) if sec.has(key) else FixedType(*default)
+
+
+class SpaNet(ModelFamily):
+    """Compact quantization-aware SPA-Net compiled with the `trigger.hls_ext` extension layers."""
+
+    name: ClassVar[str] = "spanet"
+    dataset: ClassVar[str] = "ttbar"
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__(cfg)
+        arch = Section(cfg.model.architecture, "model.architecture")
+        self.max_jets = arch.integer("max_jets", 10, minimum=6, maximum=16)
+        embed = arch.get("embed", [32, 16])
+        if (not isinstance(embed, list) or not embed
+                or not all(isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= 128 for w in embed)):
+            raise ConfigError("model.architecture.embed", f"must be a list of widths in 1..128, got {embed!r}")
+        self.embed: list[int] = embed
+        self.blocks = arch.integer("attention_blocks", 1, minimum=1, maximum=2)
+        self.head_dim = arch.integer("head_dim", 8, minimum=1, maximum=64)
+        self.rank = arch.integer("rank", 6, minimum=1, maximum=32)
+        softmax = arch.section("softmax")
+        self.exp_frac = softmax.integer("exp_frac", 4, minimum=0, maximum=8)
+        self.exp_range = softmax.integer("exp_range", 8, minimum=1, maximum=32)
+        self.inv_frac = softmax.integer("inv_frac", 5, minimum=0, maximum=10)
+        softmax.finish()
+        types = arch.section("types")
+        self.types: dict[str, Fx] = {}
+        from trigger.hls_ext.fixed import Fx
+
+        for key, default in SIGNED_TYPES.items():
+            t = _fixed(types, key, default)
+            self.types[key] = Fx(t.bits, t.integer + 1)
+        for key, default in UNSIGNED_TYPES.items():
+            t = _fixed(types, key, default)
+            if t.integer < 1:
+                raise ConfigError(f"model.architecture.types.{key}.integer", "must be >= 1 (the value 1.0 must fit)")
+            self.types[key] = Fx(t.bits, t.integer, False)
+        if self.types["triplet_score"].max < self.max_jets:
+            raise ConfigError("model.architecture.types.triplet_score.integer",
+                              "too small: the triplet output also carries the jet indices")
+        types.finish()
+        arch.finish()
+
+        prep = Section(cfg.model.preprocessing, "model.preprocessing")
+        self.standardize = prep.boolean("standardize", True)
+        prep.finish()
+
+        ev = Section(cfg.evaluation, "evaluation")
+        chi2 = ev.section("chi2")
+        self.chi2_params = Chi2Params(
+            m_top=chi2.number("m_top", 172.5, minimum=0.0, exclusive_minimum=True),
+            m_w=chi2.number("m_w", 80.4, minimum=0.0, exclusive_minimum=True),
+            sigma_top=chi2.number("sigma_top", None, minimum=0.0, exclusive_minimum=True),
+            sigma_w=chi2.number("sigma_w", None, minimum=0.0, exclusive_minimum=True),
+        )
+        chi2.finish()
+        ev.finish()
+        self.norm: dict[str, list[float]] | None = None
+        self._chi2_cache: dict[int, dict[str, Any]] = {}
+
+    # ----------------------------------------------------------------------------------------- data
+
+    def _features(self, jets: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        pt, eta, phi, mass, btag = (jets[..., i].astype(np.float64) for i in range(5))
+        feats = np.stack([np.log1p(np.maximum(pt, 0.0)), eta, np.cos(phi), np.sin(phi),
+                          np.log1p(np.maximum(mass, 0.0)), btag], axis=-1)
+        if self.norm is not None:
+            feats = (feats - np.asarray(self.norm["mean"])) / np.asarray(self.norm["std"])
+        return (feats * mask[..., None]).astype(np.float32)
+
+    def _split(self, arrays: dict[str, np.ndarray], only_matched: bool) -> Split:
+        n = self.max_jets
+        jets, mask = arrays["jets"][:, :n], arrays["mask"][:, :n].astype(bool)
+        assignment = arrays["assignment"].astype(np.int64)
+        matched = arrays["fully_matched"].astype(bool) & np.all((assignment >= 0) & (assignment < n), axis=1)
+        if only_matched:
+            keep = np.flatnonzero(matched)
+            jets, mask, assignment, matched = jets[keep], mask[keep], assignment[keep], matched[keep]
+            n_jets = arrays["n_jets"][keep]
+        else:
+            n_jets = arrays["n_jets"]
+        y = np.where(matched[:, None], triplet_targets(assignment, n), 0).astype(np.float32)
+        meta = {"jets": jets.astype(np.float32), "n_jets": n_jets.astype(np.int64), "assignment": assignment,
+                "fully_matched": matched}
+        return Split([self._features(jets, mask), mask.astype(np.float32)], y, meta)
+
+    def prepare(self, data: Dataset) -> Prepared:
+        """Features per jet: log(1+pt), eta, cos/sin phi, log(1+m), b-tag, standardised on training jets.
+
+        Training and validation keep the fully matched events (the loss needs both tops' triplets); the
+        test split keeps every event, and the metrics select the fully matched ones.
+        """
+        for key in ("jets", "mask", "n_jets", "assignment", "fully_matched"):
+            if key not in data.train:
+                raise ConfigError("data.file", f"the ttbar dataset has no {key!r} array")
+        if data.train["jets"].shape[1] < self.max_jets:
+            raise ConfigError("model.architecture.max_jets",
+                              f"the dataset stores {data.train['jets'].shape[1]} jets per event")
+        self.norm = None
+        if self.standardize:
+            train = self._split(data.train, only_matched=True)
+            feats, mask = train.x[0], train.x[1].astype(bool)
+            real = feats[mask]
+            std = real.std(axis=0)
+            self.norm = {"mean": real.mean(axis=0).tolist(), "std": np.where(std > 0, std, 1.0).tolist()}
+        train = self._split(data.train, only_matched=True)
+        self.chi2_params = fit_resolutions(self.chi2_params, train.meta["jets"], train.meta["assignment"])
+        return Prepared(
+            train=train, val=self._split(data.val, only_matched=True), test=self._split(data.test, only_matched=False),
+            input_names=["jets", "mask"], output_names=["b1", "q1", "q1p", "score1", "b2", "q2", "q2p", "score2"],
+            preprocessing={"features": list(FEATURES), "standardization": self.norm, "max_jets": self.max_jets,
+                           "train_val_events": "fully matched only",
+                           "chi2": {"m_top": self.chi2_params.m_top, "m_w": self.chi2_params.m_w,
+                                    "sigma_top": self.chi2_params.sigma_top, "sigma_w": self.chi2_params.sigma_w}})
+
+    # ---------------------------------------------------------------------------------------- model
+
+    def _fx(self, t: FixedType, unsigned: bool = False) -> Fx:
+        from trigger.hls_ext.fixed import Fx
+
+        return Fx(t.bits, t.integer, False) if unsigned else Fx(t.bits, t.integer + 1)
+
+    def _layer_types(self, name: str) -> tuple[Fx, Fx, Fx]:
+        """(weight, bias, activation) of a layer from `quantization` (QKeras convention: sign not in `integer`)."""
+        q = self.cfg.quantization.for_layer(name)
+        return self._fx(q.weight), self._fx(q.bias), self._fx(q.activation)
+
+    def _layer_names(self) -> list[tuple[str, str]]:
+        names = [(f"embed{i}", "dense") for i in range(len(self.embed))]
+        for b in range(self.blocks):
+            names += [(f"attention{b}", "attention"), (f"ffn{b}", "dense")]
+        return [*names, ("triplets", "triplets")]
+
+    def _attention_types(self, name: str) -> dict[str, Fx]:
+        """Every type of an attention block but its input's (which is the previous layer's output)."""
+        weight, bias, act = self._layer_types(name)
+        t = self.types
+        return {"qkv": t["qkv"], "score": t["score"], "exp": t["exp"], "inv": t["inv"], "attn": t["attn"],
+                "ctx": t["ctx"], "out": act, "weight": weight, "bias": bias}
+
+    def _triplet_types(self) -> dict[str, Fx]:
+        weight, bias, _ = self._layer_types("triplets")
+        return {"factor": self.types["factor"], "pair": self.types["pair"], "score": self.types["triplet_score"],
+                "weight": weight, "bias": bias}
+
+    def build(self, quantized: bool) -> keras.Model:
+        from qkeras import QConv1D, quantized_bits, quantized_relu
+        from tensorflow import keras
+
+        from trigger.hls_ext.train import SelfAttention, TripletScores
+
+        n = self.max_jets
+        jets = keras.Input((n, len(FEATURES)), name="jets")
+        mask = keras.Input((n,), name="mask")
+        widths = {f"embed{i}": w for i, w in enumerate(self.embed)}
+        d_model = self.embed[-1]
+        h = jets
+        for name, kind in self._layer_names():
+            if kind == "dense":
+                width = widths.get(name, d_model)
+                if quantized:
+                    q = self.cfg.quantization.for_layer(name)
+                    h = QConv1D(width, 1, name=name,
+                                kernel_quantizer=quantized_bits(q.weight.bits, q.weight.integer, alpha=1),
+                                bias_quantizer=quantized_bits(q.bias.bits, q.bias.integer, alpha=1),
+                                activation=quantized_relu(q.activation.bits, q.activation.integer))(h)
+                else:
+                    h = keras.layers.Conv1D(width, 1, activation="relu", name=name)(h)
+            elif kind == "attention":
+                types = {k: v.to_list() for k, v in self._attention_types(name).items()} if quantized else None
+                h = SelfAttention(self.head_dim, types, name=name)([h, mask])
+            else:
+                types = {k: v.to_list() for k, v in self._triplet_types().items()} if quantized else None
+                h = TripletScores(self.rank, types, name=name)([h, mask])
+        return keras.Model([jets, mask], h, name="spanet")
+
+    def compile_args(self) -> dict[str, Any]:
+        from trigger.hls_ext.train import event_accuracy, symmetric_triplet_loss
+
+        return {"loss": symmetric_triplet_loss, "metrics": [event_accuracy]}
+
+    def custom_objects(self) -> dict[str, Any]:
+        from trigger.hls_ext.layers import CUSTOM_OBJECTS
+        from trigger.hls_ext.train import TRAIN_OBJECTS
+
+        return {**CUSTOM_OBJECTS, **TRAIN_OBJECTS}
+
+    def firmware_model(self, model: keras.Model) -> keras.Model:
+        """The fixed-point twin of a quantization-aware model, from the extension layers; a float model's
+        firmware view is itself (its logits are decoded by `evaluate`, it cannot be compiled)."""
+        from tensorflow import keras
+
+        from trigger.hls_ext.fixed import quantize
+        from trigger.hls_ext.layers import ATTENTION_WEIGHTS, TRIPLET_WEIGHTS, FxDense, FxSelfAttention, FxTripletArgmax
+
+        triplets = model.get_layer("triplets")
+        if not triplets.fx_types:
+            return model
+        from trigger.hls_ext.hls import register
+
+        register()
+        in_t = self._fx(self.cfg.quantization.input)
+        jets = keras.Input(model.inputs[0].shape[1:], name="jets")
+        mask = keras.Input(model.inputs[1].shape[1:], name="mask")
+        h = jets
+        for name, kind in self._layer_names():
+            trained = model.get_layer(name)
+            weight_t, bias_t, _ = self._layer_types(name)
+
+            def on_grid(names: tuple[str, ...]) -> list[np.ndarray]:
+                w = dict(zip(names, trained.get_weights()))
+                return [quantize(w[k], bias_t if k.startswith("bias") else weight_t) for k in names]
+
+            if kind == "dense":
+                kernel, bias = trained.get_weights()[:2]
+                layer = FxDense(kernel.shape[-1], True, {"in": in_t, "out": self._fx(
+                    self.cfg.quantization.for_layer(name).activation, unsigned=True), "weight": weight_t,
+                    "bias": bias_t}, name=name)
+                values = [quantize(kernel[0], weight_t), quantize(bias, bias_t)]
+                h = layer(h)
+            elif kind == "attention":
+                layer = FxSelfAttention(self.head_dim, {"in": in_t, **self._attention_types(name)},
+                                        exp_frac=self.exp_frac, exp_range=self.exp_range, inv_frac=self.inv_frac,
+                                        name=name)
+                values = on_grid(ATTENTION_WEIGHTS)
+                h = layer([h, mask])
+            else:
+                layer = FxTripletArgmax(self.rank, {"in": in_t, **self._triplet_types()}, name=name)
+                values = on_grid(TRIPLET_WEIGHTS)
+                h = layer([h, mask])
+            layer.set_weights(values)
+            layer.check_grid()
+            in_t = layer.fx_types["out"] if kind != "triplets" else in_t
+        return keras.Model([jets, mask], h, name="spanet_firmware")
+
+    def configure_hls(self, hls_config: dict[str, Any], firmware_model: keras.Model) -> None:
+        """The mask input is 0 or 1: one unsigned bit instead of the jets' input type. The extension layers
+        need nothing here: their types travel in their Keras configs, shared with the Python reference."""
+        entry = hls_config.setdefault("LayerName", {}).setdefault(firmware_model.input_names[1], {})
+        entry.setdefault("Precision", {})["result"] = "ap_ufixed<1,1>"
+
+    # ------------------------------------------------------------------------------------ evaluation
+
+    def decode(self, outputs: np.ndarray | list[np.ndarray]) -> np.ndarray:
+        """(N, 2, 3) chosen (b, q, q') per head, from firmware outputs (N, 8) or logits (N, 2, n^3)."""
+        out = np.asarray(outputs[0] if isinstance(outputs, list) else outputs)
+        if out.ndim == 2 and out.shape[1] == 8:
+            return out.reshape(-1, 2, 4)[..., :3].astype(np.int64)
+        n = self.max_jets
+        best = out.reshape(len(out), 2, n ** 3).argmax(axis=-1)
+        chosen = np.stack([best // (n * n), (best // n) % n, best % n], axis=-1)
+        found = out.reshape(len(out), 2, n ** 3).max(axis=-1) > -1.0e8
+        return np.where(found[..., None], chosen, -1)
+
+    def evaluate(self, outputs: np.ndarray | list[np.ndarray], split: Split) -> dict[str, Any]:
+        """Full-event and per-top efficiencies by jet multiplicity on fully matched events, and the chi-square
+        baseline on the same events with its cost."""
+        result = efficiencies(self.decode(outputs), split.meta)
+        key = id(split)
+        if key not in self._chi2_cache:
+            self._chi2_cache[key] = self.chi2_baseline(split)
+        result["chi2"] = self._chi2_cache[key]
+        return result
+
+    def chi2_baseline(self, split: Split) -> dict[str, Any]:
+        start = time.perf_counter()
+        chosen, perms = chi2_assign(split.meta["jets"], split.meta["n_jets"], self.chi2_params, self.max_jets)
+        elapsed = time.perf_counter() - start
+        result = efficiencies(chosen, split.meta)
+        result["cost"] = {
+            "permutations_per_event": {label: float(np.mean(perms[_select(split.meta, lo, hi)]))
+                                       if np.any(_select(split.meta, lo, hi)) else None
+                                       for label, lo, hi in MULTIPLICITIES},
+            "cpu_us_per_event": 1e6 * elapsed / max(1, len(split)),
+        }
+        return result
+
+    def summary_lines(self, metrics: dict[str, Any]) -> list[str]:
+        rows = [("float", metrics.get("float")), ("quantized", metrics.get("quantized")),
+                ("C simulation", metrics.get("csim"))]
+        chi2 = next((m["chi2"] for m in metrics.values() if m and "chi2" in m), None)
+        if chi2 is not None:
+            rows.append(("chi-square", chi2))
+        lines = ["| model | " + " | ".join(f"{label} jets: event / top" for label, _, _ in MULTIPLICITIES) + " |",
+                 "|---|" + "---|" * len(MULTIPLICITIES)]
+        for label, m in rows:
+            if not m:
+                continue
+            cells = []
+            for mult, _, _ in MULTIPLICITIES:
+                entry = m["by_multiplicity"].get(mult) or {}
+                cells.append(f"{_pct(entry.get('event'))} / {_pct(entry.get('top'))} (n={entry.get('events', 0)})")
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        return lines
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def triplet_targets(assignment: np.ndarray, n: int) -> np.ndarray:
+    """(N, 6) parton-jet indices -> (N, 2) flat triplet index b*n^2 + min(q, q')*n + max(q, q') per top."""
+    a = assignment.astype(np.int64)
+    out = []
+    for t in range(2):
+        b, qa, qb = a[:, 3 * t], a[:, 3 * t + 1], a[:, 3 * t + 2]
+        out.append(b * n * n + np.minimum(qa, qb) * n + np.maximum(qa, qb))
+    return np.stack(out, axis=1)
+
+
+def _select(meta: dict[str, np.ndarray], lo: int, hi: int) -> np.ndarray:
+    return meta["fully_matched"] & (meta["n_jets"] >= lo) & (meta["n_jets"] <= hi)
+
+
+def top_matches(chosen: np.ndarray, assignment: np.ndarray) -> np.ndarray:
+    """(N,) number of tops (0-2) whose (b, {q, q'}) is right, under the better of the two head orders."""
+    truth = assignment.astype(np.int64).reshape(-1, 2, 3)
+
+    def same(p: np.ndarray, t: np.ndarray) -> np.ndarray:
+        return ((p[:, 0] == t[:, 0]) & (np.minimum(p[:, 1], p[:, 2]) == np.minimum(t[:, 1], t[:, 2]))
+                & (np.maximum(p[:, 1], p[:, 2]) == np.maximum(t[:, 1], t[:, 2])) & (t[:, 0] >= 0))
+
+    straight = same(chosen[:, 0], truth[:, 0]).astype(int) + same(chosen[:, 1], truth[:, 1])
+    swapped = same(chosen[:, 0], truth[:, 1]).astype(int) + same(chosen[:, 1], truth[:, 0])
+    return np.maximum(straight, swapped)
+
+
+def efficiencies(chosen: np.ndarray, meta: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Full-event (both tops right) and per-top efficiency on fully matched events, by jet multiplicity."""
+    matches = top_matches(chosen, meta["assignment"])
+    by: dict[str, Any] = {}
+    for label, lo, hi in MULTIPLICITIES + (("all", 0, 99),):
+        sel = _select(meta, lo, hi)
+        count = int(sel.sum())
+        by[label] = {"events": count,
+                     "event": float(np.mean(matches[sel] == 2)) if count else None,
+                     "top": float(np.mean(matches[sel]) / 2) if count else None}
+    flat = np.sort(chosen.reshape(len(chosen), 6), axis=1)
+    overlap = np.any(flat[:, 1:] == flat[:, :-1], axis=1)
+    return {"by_multiplicity": by, "overlapping_tops_fraction": float(overlap.mean()) if len(chosen) else None}
