@@ -49,7 +49,8 @@ def test_shipped_configs_are_valid(root: Path) -> None:
         (with_(hls={"backend": "Quartus"}), "hls.backend"),
         (with_(hls={"io_type": "io_serial"}), "hls.io_type"),
         (with_(hls={"precision": {"default": "ap_fixed<16>"}}), "hls.precision.default"),
-        (with_(hls={"precision": {"layers": {"fc1": {"resultt": "ap_fixed<8,3>"}}}}), "hls.precision.layers.fc1.resultt"),
+        (with_(hls={"precision": {"layers": {"fc1": {"resultt": "ap_fixed<8,3>"}}}}),
+         "hls.precision.layers.fc1.resultt"),
         (with_(hls={"clock_period_ns": -1}), "hls.clock_period_ns"),
         (with_(quantization={"default": {"weight": {"bits": 0}}}), "quantization.default.weight.bits"),
         (with_(quantization={"layers": {"fc1": {"weights": {"bits": 4}}}}), "quantization.layers.fc1.weights"),
@@ -73,7 +74,7 @@ def test_errors_name_the_field(raw: dict, field: str) -> None:
 
 
 def test_unknown_family_is_named() -> None:
-    with pytest.raises(ConfigError, match="model.family: unknown family 'resnet'"):
+    with pytest.raises(ConfigError, match=r"model\.family: unknown family 'resnet'"):
         family_class("resnet")
 
 

@@ -36,7 +36,7 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> tuple:
     x = to_grid(np.random.default_rng(0).normal(scale=4.0, size=(3000, 16)), cfg.quantization.input).values
     reference = firmware.predict(x, verbose=0).astype(np.float64)
     project = tmp_path_factory.mktemp("staged") / "unit"
-    hls_model = convert(firmware, cfg, family, project, x[:50], reference[:50])
+    hls_model = convert(firmware, cfg, family, project, tb_inputs=x[:50], tb_outputs=reference[:50])
     compile_csim(hls_model)
     return cfg, hls_model, project, x, reference
 

@@ -44,7 +44,7 @@ def test_compile_writes_a_verified_project(compiled: tuple[Path, int]) -> None:
         assert (project / name).is_file(), name
     assert len((project / "tb_data" / "tb_input_features.dat").read_text().splitlines()) == 200
     assert (tmp / "vivado_scripts" / "ci_tagger").is_dir()
-    assert not [p for p in tmp.rglob(".trigger-*")]
+    assert not list(tmp.rglob(".trigger-*"))
 
 
 def test_over_budget_exits_1_with_complete_outputs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 M_TOP, M_W, M_B = 172.5, 80.4, 4.8
 
 
-def _two_body(parent: np.ndarray, m1: float, m2: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _two_body(parent: np.ndarray, m1: float, m2: float,
+              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Isotropic decay of (N, 4) four-vectors (E, px, py, pz) into masses m1, m2, boosted to the lab."""
     mass = np.sqrt(np.maximum(parent[:, 0] ** 2 - (parent[:, 1:] ** 2).sum(1), 1e-9))
     p = np.sqrt((mass ** 2 - (m1 + m2) ** 2) * (mass ** 2 - (m1 - m2) ** 2)) / (2 * mass)
@@ -51,7 +52,7 @@ def _to_jet(p: np.ndarray) -> np.ndarray:
 
 
 def toy_ttbar(events: int, seed: int, smear: float = 0.1) -> dict[str, np.ndarray]:
-    """Arrays with the documented ttbar keys: jets (pt, eta, phi, m, btag), mask, n_jets, assignment, matched."""
+    """Arrays with the ttbar keys: jets (pt, eta, phi, m, btag), mask, n_jets, assignment, fully_matched."""
     rng = np.random.default_rng(seed)
     pt = rng.exponential(120, events)
     phi = rng.uniform(-np.pi, np.pi, events)
@@ -71,7 +72,7 @@ def toy_ttbar(events: int, seed: int, smear: float = 0.1) -> dict[str, np.ndarra
         cand = [_to_jet(p[e] * rng.normal(1, smear)) for p in partons]
         cand += [np.array([rng.exponential(40) + 25, rng.normal(0, 2), rng.uniform(-np.pi, np.pi), 8.0])
                  for _ in range(extra[e])]
-        btag = [float(rng.random() < 0.7) if i in (0, 3) else float(rng.random() < 0.1) for i in range(len(cand))]
+        btag = [float(rng.random() < (0.7 if i in (0, 3) else 0.1)) for i in range(len(cand))]
         order = np.argsort([-c[0] for c in cand])[:10]
         for slot, i in enumerate(order):
             jets[e, slot] = [*cand[i], btag[i]]
@@ -86,14 +87,16 @@ def toy_ttbar(events: int, seed: int, smear: float = 0.1) -> dict[str, np.ndarra
 def toy_dataset(events: int, seed: int) -> Any:
     full = toy_ttbar(events, seed)
     cut = [int(events * 0.6), int(events * 0.8)]
-    parts = [{k: v[sl] for k, v in full.items()} for sl in (slice(0, cut[0]), slice(*cut), slice(cut[1], None))]
+    slices = (slice(0, cut[0]), slice(*cut), slice(cut[1], None))
+    parts = [{k: v[sl] for k, v in full.items()} for sl in slices]
     return SimpleNamespace(name="ttbar", train=parts[0], val=parts[1], test=parts[2], manifest={})
 
 
-def _config(**architecture: Any) -> Any:
+def _config(preprocessing: dict[str, Any] | None = None, **architecture: Any) -> Any:
     raw = load_config(ROOT / "configs" / "spanet_ttbar.yaml").raw
-    raw = {**raw, "model": {**raw["model"], "architecture": {**raw["model"]["architecture"], **architecture}}}
-    return parse_config(raw)
+    model = {**raw["model"], "architecture": {**raw["model"]["architecture"], **architecture},
+             "preprocessing": {**raw["model"]["preprocessing"], **(preprocessing or {})}}
+    return parse_config({**raw, "model": model})
 
 
 # ------------------------------------------------------------------------------------------ chi-square
@@ -110,7 +113,8 @@ def test_chi2_finds_unsmeared_truth() -> None:
     data = toy_ttbar(300, seed=3, smear=0.0)
     params = fit_resolutions(Chi2Params(M_TOP, M_W, None, None), data["jets"][data["fully_matched"]],
                              data["assignment"][data["fully_matched"]])
-    assert params.sigma_top < 1.0 and params.sigma_w < 1.0  # exact masses without smearing
+    assert params.sigma_top < 1.0  # exact masses without smearing
+    assert params.sigma_w < 1.0
     chosen, cost = chi2_assign(data["jets"], data["n_jets"], Chi2Params(M_TOP, M_W, 15.0, 10.0), 10)
     matched = data["fully_matched"]
     right = top_matches(chosen, data["assignment"].astype(np.int64))[matched] == 2
@@ -185,6 +189,17 @@ def test_family_trains_and_its_firmware_model_matches_csim(tmp_path: Path) -> No
     assert any("chi-square" in line for line in family.summary_lines({"csim": fixed, "float": floating}))
 
 
+def test_four_momentum_features_are_optional() -> None:
+    plain = SpaNet(_config({"four_momentum": False}))
+    extended = SpaNet(_config({"four_momentum": True}))
+    assert len(extended.features) == len(plain.features) + 4
+    assert extended.build(quantized=False).inputs[0].shape[-1] == len(extended.features)
+    jets = toy_ttbar(5, seed=1)
+    feats = extended._features(jets["jets"], jets["mask"])
+    assert feats.shape == (5, 10, len(extended.features))
+    assert np.all(feats[~jets["mask"]] == 0)
+
+
 def test_saved_model_reloads_with_the_custom_objects(tmp_path: Path) -> None:
     from trigger.model_io import load_model
 
@@ -192,5 +207,28 @@ def test_saved_model_reloads_with_the_custom_objects(tmp_path: Path) -> None:
     model = family.build(quantized=True)
     model.save(tmp_path / "m.h5")
     again = load_model(tmp_path / "m.h5", None, family.custom_objects())
-    x = [np.random.default_rng(0).normal(size=(4, 10, 6)).astype(np.float32), np.ones((4, 10), np.float32)]
+    x = [np.random.default_rng(0).normal(size=(4, 10, len(family.features))).astype(np.float32),
+         np.ones((4, 10), np.float32)]
     np.testing.assert_array_equal(model.predict(x, verbose=0), again.predict(x, verbose=0))
+
+
+def test_augmentation_keeps_the_masses_and_the_labels() -> None:
+    from trigger.baselines.chi2 import four_vectors, invariant_mass
+
+    family = SpaNet(_config())
+    family.augment = 2
+    data = toy_ttbar(50, seed=9)
+    augmented = family._augmented(data)
+    assert len(augmented["jets"]) == 150
+    np.testing.assert_array_equal(augmented["assignment"][100:], data["assignment"])
+    assert not np.allclose(augmented["jets"][50:100, :, 2], data["jets"][..., 2])
+    rows = np.flatnonzero(data["fully_matched"])
+    a = data["assignment"][rows].astype(np.int64)
+
+    def top_mass(jets: np.ndarray) -> np.ndarray:
+        p = four_vectors(jets)
+        return invariant_mass(sum(p[np.arange(len(rows)), a[:, i]] for i in range(3)))
+
+    for copy in range(3):
+        np.testing.assert_allclose(top_mass(augmented["jets"][copy * 50 + rows]),
+                                   top_mass(data["jets"][rows]), rtol=1e-3)

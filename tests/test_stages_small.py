@@ -54,9 +54,13 @@ def test_staging_moves_on_commit_and_cleans_on_error(tmp_path: Path) -> None:
         s.scripts.mkdir(parents=True)
         s.commit()
     assert (project / "a.txt").read_text() == "new"
-    with pytest.raises(RuntimeError), Staging(project, scripts) as s:
-        s.project.mkdir(parents=True)
-        (s.project / "a.txt").write_text("half")
-        raise RuntimeError
+    def half_written() -> None:
+        with Staging(project, scripts) as s:
+            s.project.mkdir(parents=True)
+            (s.project / "a.txt").write_text("half")
+            raise RuntimeError
+
+    with pytest.raises(RuntimeError):
+        half_written()
     assert (project / "a.txt").read_text() == "new"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".trigger-")]

@@ -23,7 +23,9 @@ def _compile(args: argparse.Namespace) -> int:
     est = report["estimate"]
     latency = (f"{est['latency_cycles']} cycles / {est['latency_ns']:.0f} ns (estimate)"
                if est.get("latency_cycles") is not None else "no estimate")
-    print(f"{report['name']}: bit-exact {eq['bit_exact_fraction']:.4%} of {eq['events']} events, {latency}, "
+    check = (f"bit-exact {eq['bit_exact_fraction']:.4%}" if eq["mode"] == "bit_exact"
+             else f"float model, argmax agreement {eq['argmax_agreement']:.4%}")
+    print(f"{report['name']}: {check} of {eq['events']} events, {latency}, "
           f"budget {'pass' if report['budget']['pass'] else 'fail' if report['budget']['pass'] is False else 'n/a'}"
           f" -> {report['outputs']['project_dir']}")
     return 0

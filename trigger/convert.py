@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from trigger.config import Config
+from trigger.config import PRECISION_RE, Config
 from trigger.errors import ConfigError, InputError
 from trigger.fixed_point import hls_type
 
@@ -46,9 +46,62 @@ def check_supported(model: keras.Model, source: str, family: ModelFamily) -> Non
             raise InputError(f"{source}: layer {layer.name!r} of type {kind} is not supported by hls4ml")
 
 
-def hls_config(model: keras.Model, cfg: Config, family: ModelFamily,
-               trace_layers: list[str] | None = None) -> dict[str, Any]:
-    """The hls4ml configuration dictionary for `model` under `cfg`; `trace_layers` can be read by `trace()`."""
+def profile_ranges(model: keras.Model, x: np.ndarray | list[np.ndarray]) -> dict[str, float]:
+    """Largest |value| every layer reaches on `x`: the range a float model's fixed-point types must hold.
+
+    hls4ml splits a layer with a built-in activation into the layer (pre-activation values, keyed by the
+    layer's name) and an activation layer `<name>_<activation>` (keyed so); both are profiled.
+    """
+    from tensorflow import keras
+
+    layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
+
+    def largest() -> list[float]:
+        probe = keras.Model(model.inputs, [layer.output for layer in layers])
+        outputs = probe.predict(x, batch_size=4096, verbose=0)
+        return [float(np.max(np.abs(o))) for o in (outputs if isinstance(outputs, list) else [outputs])]
+
+    post = largest()
+    built_in = {layer.name: layer.activation for layer in layers
+                if type(layer).__name__ != "Activation" and getattr(layer, "activation", None) is not None}
+    try:
+        for layer in layers:
+            if layer.name in built_in:
+                layer.activation = keras.activations.linear
+        pre = largest() if any(a is not keras.activations.linear for a in built_in.values()) else post
+    finally:
+        for layer in layers:
+            if layer.name in built_in:
+                layer.activation = built_in[layer.name]
+    ranges = {}
+    for layer, before, after in zip(layers, pre, post, strict=True):
+        ranges[layer.name] = before
+        if layer.name in built_in:
+            ranges[f"{layer.name}_{built_in[layer.name].__name__}"] = after
+    return ranges
+
+
+def _ranged_type(default: str, largest: float) -> str:
+    """The default precision's fractional bits, with integer bits for `largest` plus sign and one spare;
+    rounding to nearest, so truncation errors do not pile up in one direction through the layers."""
+    match = PRECISION_RE.match(default)
+    width, integer = int(match.group(2)), int(match.group(3))
+    needed = max(1, int(np.ceil(np.log2(largest + 2.0 ** -(width - integer)))) + 2)
+    return f"fixed<{width - integer + needed},{needed},RND,SAT>"
+
+
+def _rounding(default: str) -> str:
+    """The default precision, rounding to nearest and saturating (float weights are rounded, not floored)."""
+    match = PRECISION_RE.match(default)
+    return f"fixed<{match.group(2)},{match.group(3)},RND,SAT>"
+
+
+def hls_config(model: keras.Model, cfg: Config, family: ModelFamily, trace_layers: list[str] | None = None,
+               profile_x: np.ndarray | list[np.ndarray] | None = None) -> dict[str, Any]:
+    """The hls4ml configuration dictionary for `model` under `cfg`; `trace_layers` can be read by `trace()`.
+    A float model's result types are sized from the ranges its layers reach on `profile_x` (training
+    events): the default precision's fractional bits, integer bits so nothing wraps; its accumulators
+    stay `auto` (exact), so rounding happens once per layer, not once per product."""
     import hls4ml
 
     conf = hls4ml.utils.config_from_keras_model(
@@ -57,6 +110,16 @@ def hls_config(model: keras.Model, cfg: Config, family: ModelFamily,
     conf["Model"]["Strategy"] = cfg.hls.strategy
     layers = conf["LayerName"]
     quantized = any(type(layer).__name__ in QUANTIZED_LAYERS for layer in model.layers)
+    ranges = profile_ranges(model, profile_x) if not quantized and profile_x is not None else {}
+    if not quantized:
+        default = conf["Model"]["Precision"]["default"]
+        for name, entry in layers.items():
+            precision = entry.setdefault("Precision", {})
+            for key, value in list(precision.items()):
+                if key == "accum" or not (value == "auto" or (key in ("weight", "bias") and value == default)):
+                    continue  # accumulators stay exact (sized from their operands); explicit types stay
+                precision[key] = _ranged_type(cfg.hls.default_precision, ranges[name]) \
+                    if key == "result" and name in ranges else _rounding(cfg.hls.default_precision)
     for layer in model.layers:
         entry = layers.get(layer.name)
         if entry is None:
@@ -65,11 +128,6 @@ def hls_config(model: keras.Model, cfg: Config, family: ModelFamily,
         precision = entry.setdefault("Precision", {})
         if kind == "InputLayer":
             precision["result"] = hls_type(cfg.quantization.input)
-        elif not quantized:
-            # A float model: every type at the default precision, as in hls4ml's classic flow.
-            for key, value in precision.items():
-                if value == "auto":
-                    precision[key] = cfg.hls.default_precision
         if kind == "Activation" and layer.get_config().get("activation") == "softmax":
             # `exp_table`/`inv_table` entries are ignored by hls4ml 1.3.0; the `_t` keys are honoured.
             entry["exp_table_t"] = precision.pop("exp_table", "ap_fixed<18,8,AP_RND,AP_SAT>")
@@ -99,16 +157,18 @@ def write_dat(path: Path, arrays: np.ndarray | list[np.ndarray]) -> None:
             f.write(" ".join(repr(float(v)) for v in row) + "\n")
 
 
-def convert(model: keras.Model, cfg: Config, family: ModelFamily, output_dir: Path,
+def convert(model: keras.Model, cfg: Config, family: ModelFamily, output_dir: Path, *,
             tb_inputs: np.ndarray | list[np.ndarray], tb_outputs: np.ndarray | list[np.ndarray],
-            trace_layers: list[str] | None = None) -> ModelGraph:
+            trace_layers: list[str] | None = None,
+            profile_x: np.ndarray | list[np.ndarray] | None = None) -> ModelGraph:
     """Convert `model` into an HLS project in `output_dir` whose test bench holds the golden vectors."""
     import hls4ml
 
-    conf = hls_config(model, cfg, family, trace_layers)
+    conf = hls_config(model, cfg, family, trace_layers, profile_x)
     output_dir.mkdir(parents=True, exist_ok=True)
     # hls4ml copies these into tb_data/ each time it writes the project; they live beside the project.
-    tb_in, tb_out = output_dir.parent / f".{cfg.name}_tb_input.dat", output_dir.parent / f".{cfg.name}_tb_output.dat"
+    tb_in = output_dir.parent / f".{cfg.name}_tb_input.dat"
+    tb_out = output_dir.parent / f".{cfg.name}_tb_output.dat"
     write_dat(tb_in, tb_inputs)
     write_dat(tb_out, tb_outputs)
     return hls4ml.converters.convert_from_keras_model(
@@ -120,18 +180,24 @@ def convert(model: keras.Model, cfg: Config, family: ModelFamily, output_dir: Pa
 def add_golden_check(test_bench: Path, hls_model: ModelGraph) -> None:
     """Make hls4ml's test bench compare every output with the golden file and exit 1 on a mismatch."""
     text = test_bench.read_text()
-    text = text.replace("std::vector<float> in;", "std::vector<double> in;")
-    text = text.replace("std::vector<float> pr;", "std::vector<double> pr;")
-    text = re.sub(r"nnet::copy_data<float,", "nnet::copy_data<double,", text)
+    # Read as doubles (exact for every fixed-point value), under names no layer can take: hls4ml's `in`
+    # and `pr` collide with a model input named `in`.
+    text = text.replace("std::vector<float> in;", "std::vector<double> tb_in;")
+    text = text.replace("in.push_back(", "tb_in.push_back(")
+    text = re.sub(r"nnet::copy_data<float, (\w+), (\d+), (\d+)>\(in, ", r"nnet::copy_data<double, \1, \2, \3>(tb_in, ",
+                  text)
+    text = text.replace("std::vector<float> pr;", "std::vector<double> tb_pr;")
+    text = text.replace("pr.push_back(", "tb_pr.push_back(")
+    text = text.replace("std::cout << pr[i]", "std::cout << tb_pr[i]")
     compare = []
     offset = 0
     for out in hls_model.get_output_variables():
         size = out.size()
         compare.append(
             f"            for (int i = 0; i < {size}; i++) {{\n"
-            f"                if ((double){out.name}[i] != pr[{offset} + i]) {{\n"
+            f"                if ((double){out.name}[i] != tb_pr[{offset} + i]) {{\n"
             f"                    if (mismatches < 10) std::cout << \"MISMATCH event \" << e - 1 << \" output "
-            f"{out.name}[\" << i << \"]: \" << (double){out.name}[i] << \" != \" << pr[{offset} + i] << std::endl;\n"
+            f"{out.name}[\" << i << \"]: \" << (double){out.name}[i] << \" != \" << tb_pr[{offset} + i] << std::endl;\n"
             f"                    mismatches++;\n"
             f"                }}\n"
             f"            }}\n")
@@ -194,7 +260,8 @@ def relocate_config(project: Path, final: Path) -> None:
     """Point hls4ml_config.yml at the project's final folder instead of the staging folder it was written in."""
     path = project / "hls4ml_config.yml"
     text = path.read_text().replace(str(project.resolve()), str(final.resolve()))
-    staged_root = str(project.resolve().parent)
-    text = re.sub(rf"{re.escape(staged_root)}/\.\w+_tb_input\.dat", str(final.resolve() / "tb_data" / "tb_input_features.dat"), text)
-    text = re.sub(rf"{re.escape(staged_root)}/\.\w+_tb_output\.dat", str(final.resolve() / "tb_data" / "tb_output_predictions.dat"), text)
+    staged_root = re.escape(str(project.resolve().parent))
+    tb_data = final.resolve() / "tb_data"
+    text = re.sub(rf"{staged_root}/\.\w+_tb_input\.dat", str(tb_data / "tb_input_features.dat"), text)
+    text = re.sub(rf"{staged_root}/\.\w+_tb_output\.dat", str(tb_data / "tb_output_predictions.dat"), text)
     path.write_text(text)

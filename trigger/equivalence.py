@@ -26,7 +26,7 @@ def compare(reference: np.ndarray | list[np.ndarray], csim: np.ndarray | list[np
     diff = np.abs(ref - sim)
     exact = np.all(diff == 0, axis=1)
     result: dict[str, Any] = {
-        "events": int(len(ref)),
+        "events": len(ref),
         "bit_exact_fraction": float(exact.mean()),
         "bit_exact_events": int(exact.sum()),
         "max_abs_diff": float(diff.max()) if diff.size else 0.0,

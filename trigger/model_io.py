@@ -24,6 +24,10 @@ def _custom_objects(extra: dict[str, Any]) -> dict[str, Any]:
     return objects
 
 
+def _first_line(message: str) -> str:
+    return message.splitlines()[0]
+
+
 def weights_beside(json_file: Path) -> Path:
     """The weights file that belongs to an architecture JSON."""
     for candidate in (json_file.with_name(json_file.stem + "_weights.h5"), json_file.with_suffix(".h5")):
@@ -47,11 +51,11 @@ def load_model(path: Path, weights: Path | None = None, custom_objects: dict[str
         try:
             model = keras.models.model_from_json(path.read_text(), custom_objects=objects)
         except Exception as exc:  # Keras raises many kinds for a bad architecture file
-            raise InputError(f"{path}: not a Keras model architecture ({type(exc).__name__}: {exc})".splitlines()[0]) from None
+            raise InputError(_first_line(f"{path}: not a Keras model architecture ({exc})")) from None
         try:
             model.load_weights(str(weights))
         except Exception as exc:
-            raise InputError(f"{weights}: weights do not fit {path.name} ({type(exc).__name__}: {exc})".splitlines()[0]) from None
+            raise InputError(_first_line(f"{weights}: weights do not fit {path.name} ({exc})")) from None
         return model
     if path.suffix in (".h5", ".keras"):
         if weights is not None:
@@ -59,7 +63,7 @@ def load_model(path: Path, weights: Path | None = None, custom_objects: dict[str
         try:
             return keras.models.load_model(str(path), custom_objects=objects, compile=False)
         except Exception as exc:
-            raise InputError(f"{path}: cannot load a Keras model from it ({type(exc).__name__}: {exc})".splitlines()[0]) from None
+            raise InputError(_first_line(f"{path}: cannot load a Keras model from it ({exc})")) from None
     raise InputError(f"{path}: unknown model format {path.suffix!r} (use .h5, .keras, or .json with weights)")
 
 

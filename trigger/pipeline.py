@@ -122,7 +122,7 @@ def _check_model_fits(model: keras.Model, split: Split, source: Path) -> None:
                              f"the data give {tuple(x.shape[1:])}")
 
 
-def _train_and_prune(family: ModelFamily, cfg: Config, prepared: Any, quantized: bool, log: Log,
+def _train_and_prune(family: ModelFamily, cfg: Config, prepared: Any, *, quantized: bool, log: Log,
                      label: str) -> tuple[keras.Model, dict[str, Any] | None, dict[str, list]]:
     from trigger.prune import prune
     from trigger.train import train
@@ -188,8 +188,10 @@ def compile_config(config_path: Path, options: CompileOptions) -> dict[str, Any]
     else:
         quantized = True
         if cfg.training.float_twin:
-            float_model, _, histories["float"] = _train_and_prune(family, cfg, prepared, False, log, "float twin")
-        model, sparsity, histories["quantized"] = _train_and_prune(family, cfg, prepared, True, log, "QKeras model")
+            float_model, _, histories["float"] = _train_and_prune(family, cfg, prepared, quantized=False, log=log,
+                                                                      label="float twin")
+        model, sparsity, histories["quantized"] = _train_and_prune(family, cfg, prepared, quantized=True, log=log,
+                                                                  label="QKeras model")
         source = {"kind": "trained", "model_file": None, "weights_file": None, "quantized": True}
 
     from trigger.convert import check_supported, compile_csim, convert, relocate_config, run_testbench, write_dat
@@ -205,8 +207,8 @@ def compile_config(config_path: Path, options: CompileOptions) -> dict[str, Any]
         tb_ref = reference[:TESTBENCH_EVENTS] if not isinstance(reference, list) \
             else [r[:TESTBENCH_EVENTS] for r in reference]
         with log.stage("hls4ml conversion"):
-            hls_model = convert(firmware, cfg, family, staging.project, tb.x, tb_ref,
-                                trace_layers=[logits_layer] if logits_layer else [])
+            hls_model = convert(firmware, cfg, family, staging.project, tb_inputs=tb.x, tb_outputs=tb_ref,
+                                trace_layers=[logits_layer] if logits_layer else [], profile_x=prepared.train.x)
         with log.stage("C simulation build"):
             compile_csim(hls_model)
         with log.stage("C simulation"):
@@ -259,8 +261,9 @@ def compile_config(config_path: Path, options: CompileOptions) -> dict[str, Any]
             write_vivado_scripts(staging.project, staging.scripts, project_name=cfg.name, backend=cfg.hls.backend,
                                  part=cfg.hls.part, clock_period_ns=cfg.hls.clock_period_ns)
 
-        content = _report(cfg, config_path, family, data, prepared, source, sparsity, eq, metrics, estimate,
-                          budget, plots, histories, log)
+        content = _report(cfg, config_path, family, data=data, prepared=prepared, source=source,
+                          sparsity=sparsity, eq=eq, metrics=metrics, estimate=estimate, budget=budget, plots=plots,
+                          histories=histories, log=log)
         from trigger.project_readme import write_project_readme
 
         write_project_readme(staging.project, staging.scripts, cfg, hls_model, content)
@@ -290,9 +293,10 @@ def _estimate(hls_model: Any, cfg: Config) -> tuple[dict[str, Any], dict[str, An
     return est.as_dict(), budget, budget_table(est)
 
 
-def _report(cfg: Config, config_path: Path, family: ModelFamily, data: Any, prepared: Any, source: dict[str, Any],
-            sparsity: dict[str, Any] | None, eq: dict[str, Any], metrics: dict[str, Any], estimate: dict[str, Any],
-            budget: dict[str, Any], plots: list[str], histories: dict[str, Any], log: Log) -> dict[str, Any]:
+def _report(cfg: Config, config_path: Path, family: ModelFamily, *, data: Any, prepared: Any,
+            source: dict[str, Any], sparsity: dict[str, Any] | None, eq: dict[str, Any], metrics: dict[str, Any],
+            estimate: dict[str, Any], budget: dict[str, Any], plots: list[str], histories: dict[str, Any],
+            log: Log) -> dict[str, Any]:
     totals = estimate.get("totals") or {}
     return {
         "schema_version": report.SCHEMA_VERSION,

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -22,7 +23,13 @@ from typing import Any
 from trigger.errors import InputError
 
 VENDOR_TOOLS = ("vitis_hls", "vivado_hls", "vivado")
-RESOURCE_TAGS = {"lut": ("LUT",), "ff": ("FF",), "dsp": ("DSP", "DSP48E"), "bram": ("BRAM_18K",), "uram": ("URAM",)}
+RESOURCE_TAGS = {
+    "lut": ("LUT",),
+    "ff": ("FF",),
+    "dsp": ("DSP", "DSP48E"),
+    "bram": ("BRAM_18K",),
+    "uram": ("URAM",),
+}
 
 
 def detect_vendor_tools() -> dict[str, str | None]:
@@ -76,7 +83,9 @@ def parse_csynth_xml(path: Path) -> dict[str, Any]:
         raise InputError(f"{path}: not a csynth report, missing <SummaryOfOverallLatency>")
     worst = _text(latency, "Worst-caseLatency", path)
     if worst.lower() in ("undef", "?"):
-        raise InputError(f"{path}: latency is undefined (a loop without a trip count); cannot check the budget")
+        raise InputError(
+            f"{path}: latency is undefined (a loop without a trip count); cannot check the budget"
+        )
     period = float(_text(root, "UserAssignments/TargetClockPeriod", path))
     out: dict[str, Any] = {
         "tool_version": (root.findtext("ReportVersion/Version") or "").strip() or None,
@@ -144,7 +153,7 @@ def parse_vivado_synth_report(path: Path) -> dict[str, Any]:
     missing = [k for k in ("lut", "ff", "dsp", "bram") if k not in found]
     if missing:
         raise InputError(f"{path}: not a Vivado utilisation report, no {', '.join(missing)} row found")
-    out: dict[str, Any] = {k: int(round(v)) for k, v in found.items()}
+    out: dict[str, Any] = {k: round(v) for k, v in found.items()}
     out.setdefault("uram", 0)
     out["device"] = device
     return out
@@ -178,7 +187,7 @@ def _write_atomic(path: Path, data: dict[str, Any]) -> None:
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=2)
             f.write("\n")
-        os.replace(tmp, path)
+        Path(tmp).replace(path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -233,19 +242,27 @@ def report_command(args: argparse.Namespace) -> int:
     except json.JSONDecodeError as exc:
         raise InputError(f"{report_path}: not valid JSON ({exc})") from exc
     name = str(report.get("name") or project_dir.name)
-    project_name = (report.get("hls") or {}).get("project_name")
+    project_name = (report.get("hls") or {}).get("project_name") or name
     reports = find_reports(project_dir, project_name)
     if "csynth" not in reports:
-        print(f"error: no csynth.xml under {project_dir}/*_prj/solution1/syn/report/; produce it with "
-              f"{_scripts_hint(project_dir, name)} csynth (needs Vitis HLS or Vivado HLS)")
+        tools = missing_tools_message()
+        print(
+            f"error: no csynth.xml under {project_dir}/*_prj/solution1/syn/report/; produce it with "
+            f"{_scripts_hint(project_dir, name)} csynth" + (f" ({tools})" if tools else ""),
+            file=sys.stderr,
+        )
         return 2
     measured = measured_section(project_dir, reports)
     budget = report.get("budget") or {}
     part = budget.get("part") or (report.get("hls") or {}).get("part")
     if not part:
         raise InputError(f"{report_path}: budget.part is missing")
-    result = check_budget(measured, latency_ns=budget.get("latency_ns"),
-                          resources_pct=budget.get("resources_pct") or {}, part=part)
+    result = check_budget(
+        measured,
+        latency_ns=budget.get("latency_ns"),
+        resources_pct=budget.get("resources_pct") or {},
+        part=part,
+    )
     measured["budget"] = result.as_dict()
     report["measured"] = measured
     report.setdefault("budget", {})["measured_pass"] = result.passed
@@ -266,8 +283,10 @@ def report_command(args: argparse.Namespace) -> int:
 def add_report_command(subparsers: Any) -> None:
     """Register `trigger report PROJECT_DIR` on the CLI's argparse subparsers."""
     parser = subparsers.add_parser(
-        "report", help="read Vivado/Vitis reports of a project into report.json and recheck the budget",
+        "report",
+        help="read Vivado/Vitis reports of a project into report.json and recheck the budget",
         description="Parse csynth.xml (and vivado_synth.rpt) of hls_projects/<name>, record the measured "
-                    "numbers next to the estimate in report.json and rerun the budget check on them.")
+        "numbers next to the estimate in report.json and rerun the budget check on them.",
+    )
     parser.add_argument("project_dir", type=Path, help="hls_projects/<name>")
     parser.set_defaults(func=report_command)

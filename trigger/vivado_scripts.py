@@ -54,12 +54,11 @@ set_clock_uncertainty 12.5% default
 _STEP_BODY = {
     "csim": 'puts "trigger: C simulation of $project_name"\ncsim_design\n',
     "csynth": 'puts "trigger: C synthesis of $project_name"\ncsynth_design\n'
-              'puts "trigger: report in $project_dir/${project_name}_prj/solution1/syn/report/"\n',
+    'puts "trigger: report in $project_dir/${project_name}_prj/solution1/syn/report/"\n',
     "cosim": 'puts "trigger: C/RTL co-simulation of $project_name (needs csynth)"\n'
-             'add_files -tb ${project_name}_test.cpp -cflags "-std=c++0x -DRTL_SIM"\n'
-             'cosim_design -trace_level none\n',
-    "export": 'puts "trigger: IP export of $project_name (needs csynth)"\n'
-              'export_design -format ip_catalog\n',
+    'add_files -tb ${project_name}_test.cpp -cflags "-std=c++0x -DRTL_SIM"\n'
+    "cosim_design -trace_level none\n",
+    "export": 'puts "trigger: IP export of $project_name (needs csynth)"\nexport_design -format ip_catalog\n',
 }
 
 _VSYNTH_TCL = """\
@@ -100,7 +99,8 @@ for step in "${{steps[@]}}"; do
     case "$step" in
         csim|csynth|cosim|export)
             if [ -z "$hls_tool" ]; then
-                echo "missing vendor tool: neither $preferred nor {fallback} is on PATH (source the Xilinx settings64.sh); nothing was run" >&2
+                echo "missing vendor tool: neither $preferred nor {fallback} is on PATH" \
+                     "(source the Xilinx settings64.sh); nothing was run" >&2
                 exit 2
             fi
             echo "trigger: $hls_tool $step"
@@ -108,7 +108,8 @@ for step in "${{steps[@]}}"; do
             ;;
         vsynth)
             if ! command -v vivado >/dev/null 2>&1; then
-                echo "missing vendor tool: vivado is not on PATH (source the Xilinx settings64.sh); Vivado synthesis was not run" >&2
+                echo "missing vendor tool: vivado is not on PATH" \
+                     "(source the Xilinx settings64.sh); Vivado synthesis was not run" >&2
                 exit 2
             fi
             vivado -mode batch -nojournal -nolog -source "$here/vsynth.tcl"
@@ -131,8 +132,15 @@ def _tcl_word(value: str, what: str) -> str:
     return value
 
 
-def write_vivado_scripts(project_dir: Path, scripts_dir: Path, *, project_name: str, backend: str, part: str,
-                         clock_period_ns: float) -> list[Path]:
+def write_vivado_scripts(
+    project_dir: Path,
+    scripts_dir: Path,
+    *,
+    project_name: str,
+    backend: str,
+    part: str,
+    clock_period_ns: float,
+) -> list[Path]:
     """Write project.tcl, one TCL per step (csim, csynth, cosim, export, vsynth) and run.sh into
     scripts_dir; return the written paths."""
     if backend not in ("Vivado", "Vitis"):
@@ -145,14 +153,20 @@ def write_vivado_scripts(project_dir: Path, scripts_dir: Path, *, project_name: 
     fallback = "vivado_hls" if backend == "Vitis" else "vitis_hls"
     files = {
         "project.tcl": _PROJECT_TCL.format(
-            project_name=_tcl_word(project_name, "project_name"), rel_path=_tcl_word(rel, "project path"),
-            part=_tcl_word(part, "hls.part"), clock_period=f"{clock_period_ns:g}", backend=backend.lower()),
+            project_name=_tcl_word(project_name, "project_name"),
+            rel_path=_tcl_word(rel, "project path"),
+            part=_tcl_word(part, "hls.part"),
+            clock_period=f"{clock_period_ns:g}",
+            backend=backend.lower(),
+        ),
         "vsynth.tcl": _VSYNTH_TCL,
-        "run.sh": _RUN_SH.format(project_name=project_name, steps=" ".join(STEPS), preferred=tool,
-                                 fallback=fallback),
+        "run.sh": _RUN_SH.format(
+            project_name=project_name, steps=" ".join(STEPS), preferred=tool, fallback=fallback
+        ),
     }
     for step, body in _STEP_BODY.items():
-        files[f"{step}.tcl"] = f"# Written by trigger: {step} step for {project_name}.\n" + _OPEN_HLS + body + "exit\n"
+        header = f"# Written by trigger: {step} step for {project_name}.\n"
+        files[f"{step}.tcl"] = header + _OPEN_HLS + body + "exit\n"
     written = []
     for name, text in files.items():
         path = scripts_dir / name

@@ -3,14 +3,16 @@
 For every assignment of six distinct jets to (b1, q1, q1', b2, q2, q2') the cost is
 sum over tops of (m_bqq' - m_t)^2 / s_t^2 + (m_qq' - m_W)^2 / s_W^2, and the cheapest assignment wins.
 Assignments that differ only by q <-> q' or t <-> tbar have the same cost and are enumerated once, so an
-event with n jets costs n! / ((n - 6)! 8) evaluations (90 for 6 jets, 18 900 for 10).
+event with n jets costs n! / ((n - 6)! 8) evaluations (90 for 6 jets, 18 900 for 10). With `use_btag`, as
+in the experiments' analyses, the b slots take b-tagged jets: both when the event has two or more tags, one
+when it has one.
 """
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -23,6 +25,7 @@ class Chi2Params:
     m_w: float
     sigma_top: float | None  # None: fitted on truth-matched training events by `fit_resolutions`
     sigma_w: float | None
+    use_btag: bool = False
 
 
 def four_vectors(jets: np.ndarray) -> np.ndarray:
@@ -56,7 +59,7 @@ def fit_resolutions(params: Chi2Params, jets: np.ndarray, assignment: np.ndarray
     return replace(params, sigma_top=params.sigma_top or width(m_top), sigma_w=params.sigma_w or width(m_w))
 
 
-@lru_cache(maxsize=None)
+@cache
 def permutations(n: int) -> np.ndarray:
     """(P, 6) distinct (b1, q1, q1', b2, q2, q2') with q < q' in each top and b1 < b2."""
     rows = [p for p in itertools.permutations(range(n), 6) if p[1] < p[2] and p[4] < p[5] and p[0] < p[3]]
@@ -88,7 +91,12 @@ def chi2_assign(jets: np.ndarray, n_jets: np.ndarray, params: Chi2Params, max_je
             m_top = invariant_mass(pair[:, None, :, :, :] + p[:, :, None, None, :])
             top_cost = (((m_top - params.m_top) / params.sigma_top) ** 2
                         + ((m_w[:, None] - params.m_w) / params.sigma_w) ** 2).reshape(len(idx), -1)
-            best = np.argmin(top_cost[:, top1] + top_cost[:, top2], axis=1)
+            total = top_cost[:, top1] + top_cost[:, top2]
+            if params.use_btag:
+                tag = jets[idx, :n, 4] > 0.5
+                tagged_b = tag[:, perms[:, 0]].astype(int) + tag[:, perms[:, 3]]
+                total = np.where(tagged_b >= np.minimum(tag.sum(1), 2)[:, None], total, np.inf)
+            best = np.argmin(total, axis=1)
             chosen[idx] = perms[best].reshape(-1, 2, 3)
         cost[events] = len(perms)
     return chosen, cost

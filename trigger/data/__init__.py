@@ -6,7 +6,7 @@ train / validation / test splits. Generation imports Pythia and FastJet lazily, 
 
 from __future__ import annotations
 
-from trigger.data.generate import DATASET_NAMES, generate
+from trigger.data.generation import DATASET_NAMES, generate
 from trigger.data.loader import Dataset, load
 
 __all__ = ["DATASET_NAMES", "Dataset", "generate", "load"]

@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from trigger.data.generate import DATASET_NAMES, generate
+from trigger.data.generation import DATASET_NAMES, generate
 
 
 def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -15,14 +15,15 @@ def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
     commands = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
     gen = commands.add_parser(
         "generate", help="generate a dataset into an HDF5 file",
-        description="Generate one of the datasets (" + ", ".join(DATASET_NAMES) + ") with Pythia 8 and FastJet. "
-                    "The same seed gives a bit-identical file, whatever the number of workers.")
+        description="Generate one of the datasets (" + ", ".join(DATASET_NAMES) + ") with Pythia 8 and "
+                    "FastJet. The same seed gives a bit-identical file, whatever the number of workers.")
     # DATASET is validated by the handler (not argparse `choices`) so a bad name gives a one-line error
     gen.add_argument("dataset", metavar="DATASET", help="jets | ttbar | l1")
     gen.add_argument("--events", type=int, required=True, metavar="N",
                      help="rows to write: jets for `jets`, events for `ttbar` and `l1`")
     gen.add_argument("--seed", type=int, required=True, metavar="S", help="master random seed")
-    gen.add_argument("--out", default=None, metavar="FILE", help="output HDF5 file (default: data/DATASET.h5)")
+    gen.add_argument("--out", default=None, metavar="FILE",
+                     help="output HDF5 file (default: data/DATASET.h5)")
     gen.add_argument("--workers", type=int, default=1, metavar="W", help="worker processes (default 1)")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     gen.set_defaults(func=run_generate)
@@ -31,27 +32,11 @@ def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
 def run_generate(args: argparse.Namespace) -> int:
     """Handler of `data generate`; errors propagate as TriggerError for the main CLI to report."""
     start = time.perf_counter()
-    out = generate(args.dataset, args.events, args.seed, args.out, workers=args.workers, progress=not args.quiet)
+    out = generate(args.dataset, args.events, args.seed, args.out, workers=args.workers,
+                   progress=not args.quiet)
     seconds = time.perf_counter() - start
     if not args.quiet:
         print(f"wrote {out} ({args.events} {'jets' if args.dataset == 'jets' else 'events'}, "
               f"{out.stat().st_size / 1e6:.1f} MB) in {seconds:.0f} s", file=sys.stderr)
     return 0
 
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m trigger.data.cli data generate ...`: the same command without the rest of the CLI."""
-    from trigger.errors import TriggerError
-
-    parser = argparse.ArgumentParser(prog="trigger")
-    add_data_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except TriggerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

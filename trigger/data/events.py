@@ -1,7 +1,8 @@
 """Pythia 8 event batches as flat NumPy arrays, plus the kinematic helpers every dataset shares.
 
-`pythia.nextBatch` returns an awkward array per batch; flattening it once into NumPy columns with event offsets
-lets truth matching run vectorised over thousands of events instead of looping over particles in Python.
+`pythia.nextBatch` returns an awkward array per batch; flattening it once into NumPy columns with event
+offsets lets truth matching run vectorised over thousands of events instead of looping over particles in
+Python.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def derive_seed(*keys: int) -> int:
     return int(state % PYTHIA_SEED_MAX) + 1
 
 
-def make_pythia(settings: list[str], seed: int):  # noqa: ANN201 (pythia8mc ships no type stubs)
+def make_pythia(settings: list[str], seed: int):
     """An initialised, silent Pythia seeded with `seed`; raises RuntimeError if a setting is rejected."""
     import pythia8mc
 
@@ -48,7 +49,7 @@ def make_pythia(settings: list[str], seed: int):  # noqa: ANN201 (pythia8mc ship
     return pythia
 
 
-def generate_batch(pythia, n_events: int) -> EventRecord:  # noqa: ANN001
+def generate_batch(pythia, n_events: int) -> EventRecord:
     """`n_events` events (failed ones are skipped by Pythia, so the batch may be a little shorter)."""
     return EventRecord.from_awkward(pythia.nextBatch(n_events))
 

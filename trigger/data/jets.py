@@ -6,7 +6,13 @@ import numpy as np
 
 from trigger.data.events import EventRecord, cluster_antikt, delta_r, generate_batch, make_pythia
 from trigger.data.spec import ArraySpec, DatasetSpec, Stream
-from trigger.data.substructure import FEATURE_NAMES, FEATURE_UNITS, SOFTDROP, jet_features, leading_constituents
+from trigger.data.substructure import (
+    FEATURE_NAMES,
+    FEATURE_UNITS,
+    SOFTDROP,
+    jet_features,
+    leading_constituents,
+)
 
 JET_R = 0.8
 JET_MIN_PT = 500.0  # GeV
@@ -19,23 +25,29 @@ HADRONIC_W = ("24:onMode = off", "24:onIfAny = 1 2 3 4 5")
 COMMON = ("PhaseSpace:pTHatMin = 1000.",)
 
 STREAMS = (
-    Stream("q", 0.2, COMMON + ("HardQCD:qg2qg = on", "HardQCD:qq2qq = on", "HardQCD:qqbar2qqbarNew = on",
-                               "HardQCD:gg2qqbar = on", "HardQCD:nQuarkNew = 3"), 400, 1.3,
-           "light-quark (u, d, s) jets from 2->2 QCD with at least one outgoing quark", label=0),
-    Stream("g", 0.2, COMMON + ("HardQCD:gg2gg = on", "HardQCD:qg2qg = on", "HardQCD:qqbar2gg = on"), 400, 1.2,
-           "gluon jets from 2->2 QCD with at least one outgoing gluon", label=1),
-    Stream("W", 0.2, COMMON + ("WeakBosonAndParton:qqbar2Wg = on", "WeakBosonAndParton:qg2Wq = on")
-           + HADRONIC_W, 400, 1.0, "W (-> q q') + jet, W decaying to quarks", label=2),
-    Stream("Z", 0.2, COMMON + ("WeakBosonAndParton:qqbar2gmZg = on", "WeakBosonAndParton:qg2gmZq = on",
-                               "WeakZ0:gmZmode = 2", "23:onMode = off", "23:onIfAny = 1 2 3 4 5"),
-           400, 1.0, "Z (-> q qbar) + jet (pure Z, no gamma*), Z decaying to quarks", label=3),
-    Stream("t", 0.2, COMMON + ("Top:gg2ttbar = on", "Top:qqbar2ttbar = on") + HADRONIC_W, 200, 1.8,
-           "ttbar with both W decaying to quarks; each top gives at most one jet", label=4),
+    Stream("q", 0.2, (*COMMON, "HardQCD:qg2qg = on", "HardQCD:qq2qq = on", "HardQCD:qqbar2qqbarNew = on",
+                      "HardQCD:gg2qqbar = on", "HardQCD:nQuarkNew = 3"),
+           chunk_events=400, rows_per_event=1.3, label=0,
+           description="light-quark (u, d, s) jets from 2->2 QCD with at least one outgoing quark"),
+    Stream("g", 0.2, (*COMMON, "HardQCD:gg2gg = on", "HardQCD:qg2qg = on", "HardQCD:qqbar2gg = on"),
+           chunk_events=400, rows_per_event=1.2, label=1,
+           description="gluon jets from 2->2 QCD with at least one outgoing gluon"),
+    Stream("W", 0.2, (*COMMON, "WeakBosonAndParton:qqbar2Wg = on", "WeakBosonAndParton:qg2Wq = on",
+                      *HADRONIC_W),
+           chunk_events=400, rows_per_event=1.0, label=2,
+           description="W (-> q q') + jet, W decaying to quarks"),
+    Stream("Z", 0.2, (*COMMON, "WeakBosonAndParton:qqbar2gmZg = on", "WeakBosonAndParton:qg2gmZq = on",
+                      "WeakZ0:gmZmode = 2", "23:onMode = off", "23:onIfAny = 1 2 3 4 5"),
+           chunk_events=400, rows_per_event=1.0, label=3,
+           description="Z (-> q qbar) + jet (pure Z, no gamma*), Z decaying to quarks"),
+    Stream("t", 0.2, (*COMMON, "Top:gg2ttbar = on", "Top:qqbar2ttbar = on", *HADRONIC_W),
+           chunk_events=200, rows_per_event=1.8, label=4,
+           description="ttbar with both W decaying to quarks; each top gives at most one jet"),
 )
 
 
 def _truth(rec: EventRecord, label: int) -> list[tuple[np.ndarray, list[np.ndarray]]]:
-    """Truth objects of this class: (event index, [primary particle, particles that must be inside the jet])."""
+    """Truth objects of this class: (event indices, [primary particle, particles that must be in the jet])."""
     if label in (0, 1):
         wanted = LIGHT_QUARKS if label == 0 else (21,)
         partons = np.flatnonzero((rec.status == -23) & np.isin(np.abs(rec.id), wanted))
@@ -101,7 +113,8 @@ def make_chunk(stream: Stream, n_events: int, seed: int) -> dict[str, np.ndarray
     cons = visible[jets.event[matched]][jets.constituents[matched]]
     return {
         "features": jet_features(cons),
-        "constituents": _half(leading_constituents(cons, jets.eta[matched], jets.phi[matched], N_CONSTITUENTS)),
+        "constituents": _half(leading_constituents(cons, jets.eta[matched], jets.phi[matched],
+                                                   N_CONSTITUENTS)),
         "label": np.full(n, stream.label, dtype=np.int8),
         "jet_pt": jets.pt[matched].astype(np.float32),
         "jet_eta": jets.eta[matched].astype(np.float32),
@@ -114,9 +127,11 @@ SPEC = DatasetSpec(
     unit="jets",
     streams=STREAMS,
     arrays={
-        "features": ArraySpec((len(FEATURE_NAMES),), "float32", "the 16 high-level features, FEATURE_NAMES order"),
+        "features": ArraySpec((len(FEATURE_NAMES),), "float32",
+                              "the 16 high-level features, FEATURE_NAMES order"),
         "constituents": ArraySpec((N_CONSTITUENTS, 3), "float16",
-                                  "30 highest-pT constituents: pT [GeV], eta - jet eta, phi - jet phi; zero padded"),
+                                  "30 highest-pT constituents: pT [GeV], eta - jet eta, phi - jet phi; "
+                                  "zero padded"),
         "label": ArraySpec((), "int8", "class index 0..4 = q, g, W, Z, t"),
         "jet_pt": ArraySpec((), "float32", "ungroomed jet pT [GeV]"),
         "jet_eta": ArraySpec((), "float32", "ungroomed jet pseudorapidity"),

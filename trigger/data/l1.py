@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from trigger.data.events import EventRecord, cluster_antikt, delta_phi, generate_batch, jagged_momenta, make_pythia
+from trigger.data.events import (
+    EventRecord,
+    cluster_antikt,
+    delta_phi,
+    generate_batch,
+    make_pythia,
+)
 from trigger.data.spec import ArraySpec, DatasetSpec, Stream
 
 N_E, N_MU, N_JET = 4, 4, 10
@@ -39,25 +45,34 @@ FAST = ("PartonLevel:MPI = off",)  # documented shortcut: no multiparton interac
 
 _bkg = 1.0 - 3 * SIGNAL_FRACTION
 STREAMS = (
-    Stream("W_lnu", _bkg * BACKGROUND_MIX["W_lnu"], FAST + ("WeakSingleBoson:ffbar2W = on", "24:onMode = off",
-                                                             "24:onIfAny = 11 13 15"), 1000, 1.0,
-           "inclusive W -> l nu (l = e, mu, tau)", label=0, kind="background"),
-    Stream("QCD", _bkg * BACKGROUND_MIX["QCD"], FAST + ("HardQCD:all = on", "PhaseSpace:pTHatMin = 30."), 1000, 1.0,
-           "QCD 2->2 multijet, pTHat > 30 GeV, no lepton filter", label=0, kind="background"),
-    Stream("Z_ll", _bkg * BACKGROUND_MIX["Z_ll"], FAST + ("WeakSingleBoson:ffbar2gmZ = on", "WeakZ0:gmZmode = 2",
-                                                           "23:onMode = off", "23:onIfAny = 11 13 15"), 1000, 1.0,
-           "inclusive Z -> l l (l = e, mu, tau), pure Z", label=0, kind="background"),
-    Stream("ttbar", _bkg * BACKGROUND_MIX["ttbar"], FAST + ("Top:gg2ttbar = on", "Top:qqbar2ttbar = on"), 500, 1.0,
-           "inclusive ttbar", label=0, kind="background"),
-    Stream("Zprime_ll", SIGNAL_FRACTION, FAST + ("NewGaugeBoson:ffbar2gmZZprime = on", "Zprime:gmZmode = 3",
-                                                 "32:m0 = 1000.", "32:onMode = off", "32:onIfAny = 11 13"),
-           1000, 1.0, "Z' (1 TeV, SM-like couplings) -> e e, mu mu", label=1, kind="signal"),
-    Stream("h_tautau", SIGNAL_FRACTION, FAST + ("HiggsSM:gg2H = on", "25:m0 = 60.", "25:onMode = off",
-                                                "25:onIfMatch = 15 -15"),
-           1000, 1.0, "light scalar h (60 GeV, gg -> h) -> tau tau", label=2, kind="signal"),
-    Stream("Hplus_taunu", SIGNAL_FRACTION, FAST + ("Higgs:useBSM = on", "HiggsBSM:ffbar2H+- = on", "37:m0 = 60.",
-                                                   "37:onMode = off", "37:onIfAny = 15"),
-           1000, 1.0, "charged Higgs H+- (60 GeV, f fbar' -> H+-) -> tau nu", label=3, kind="signal"),
+    Stream("W_lnu", _bkg * BACKGROUND_MIX["W_lnu"],
+           (*FAST, "WeakSingleBoson:ffbar2W = on", "24:onMode = off", "24:onIfAny = 11 13 15"),
+           chunk_events=1000, rows_per_event=1.0, label=0, kind="background",
+           description="inclusive W -> l nu (l = e, mu, tau)"),
+    Stream("QCD", _bkg * BACKGROUND_MIX["QCD"], (*FAST, "HardQCD:all = on", "PhaseSpace:pTHatMin = 30."),
+           chunk_events=1000, rows_per_event=1.0, label=0, kind="background",
+           description="QCD 2->2 multijet, pTHat > 30 GeV, no lepton filter"),
+    Stream("Z_ll", _bkg * BACKGROUND_MIX["Z_ll"],
+           (*FAST, "WeakSingleBoson:ffbar2gmZ = on", "WeakZ0:gmZmode = 2", "23:onMode = off",
+            "23:onIfAny = 11 13 15"),
+           chunk_events=1000, rows_per_event=1.0, label=0, kind="background",
+           description="inclusive Z -> l l (l = e, mu, tau), pure Z"),
+    Stream("ttbar", _bkg * BACKGROUND_MIX["ttbar"], (*FAST, "Top:gg2ttbar = on", "Top:qqbar2ttbar = on"),
+           chunk_events=500, rows_per_event=1.0, label=0, kind="background", description="inclusive ttbar"),
+    Stream("Zprime_ll", SIGNAL_FRACTION,
+           (*FAST, "NewGaugeBoson:ffbar2gmZZprime = on", "Zprime:gmZmode = 3", "32:m0 = 1000.",
+            "32:onMode = off", "32:onIfAny = 11 13"),
+           chunk_events=1000, rows_per_event=1.0, label=1, kind="signal",
+           description="Z' (1 TeV, SM-like couplings) -> e e, mu mu"),
+    Stream("h_tautau", SIGNAL_FRACTION,
+           (*FAST, "HiggsSM:gg2H = on", "25:m0 = 60.", "25:onMode = off", "25:onIfMatch = 15 -15"),
+           chunk_events=1000, rows_per_event=1.0, label=2, kind="signal",
+           description="light scalar h (60 GeV, gg -> h) -> tau tau"),
+    Stream("Hplus_taunu", SIGNAL_FRACTION,
+           (*FAST, "Higgs:useBSM = on", "HiggsBSM:ffbar2H+- = on", "37:m0 = 60.", "37:onMode = off",
+            "37:onIfAny = 15"),
+           chunk_events=1000, rows_per_event=1.0, label=3, kind="signal",
+           description="charged Higgs H+- (60 GeV, f fbar' -> H+-) -> tau nu"),
 )
 
 
@@ -89,15 +104,13 @@ def _relative_isolation(rec: EventRecord, calo: np.ndarray, leptons: np.ndarray)
     return iso
 
 
-def _fill(objects: np.ndarray, first_slot: int, n_slots: int, event: np.ndarray, pt: np.ndarray,
-          eta: np.ndarray, phi: np.ndarray) -> None:
-    """Write objects into their event's slots, highest pT first; extras beyond `n_slots` are dropped."""
-    order = np.lexsort((-pt, event))
-    event, pt, eta, phi = event[order], pt[order], eta[order], phi[order]
-    starts = np.searchsorted(event, event, side="left")
-    rank = np.arange(len(event)) - starts
-    ok = rank < n_slots
-    objects[event[ok], first_slot + rank[ok]] = np.stack([pt[ok], eta[ok], phi[ok]], axis=1)
+def _fill(objects: np.ndarray, slots: slice, event: np.ndarray, kinematics: np.ndarray) -> None:
+    """Write objects (rows of pT, eta, phi) into their event's `slots`, highest pT first; drop extras."""
+    order = np.lexsort((-kinematics[:, 0], event))
+    event, kinematics = event[order], kinematics[order]
+    rank = np.arange(len(event)) - np.searchsorted(event, event, side="left")
+    ok = rank < slots.stop - slots.start
+    objects[event[ok], slots.start + rank[ok]] = kinematics[ok]
 
 
 def make_chunk(stream: Stream, n_events: int, seed: int) -> dict[str, np.ndarray]:
@@ -120,19 +133,19 @@ def make_chunk(stream: Stream, n_events: int, seed: int) -> dict[str, np.ndarray
         good = _relative_isolation(rec, calo, cand) < ISO_MAX
         cand, spt = cand[good], spt[good]
         isolated[cand] = True
-        _fill(objects, slot, n_slots, rec.event[cand], spt, _quantise(eta[cand], ANGLE_LSB),
-              _quantise(phi[cand], ANGLE_LSB))
+        _fill(objects, slice(slot, slot + n_slots), rec.event[cand],
+              np.stack([spt, _quantise(eta[cand], ANGLE_LSB), _quantise(phi[cand], ANGLE_LSB)], axis=1))
         slot += n_slots
 
     # jets from the calorimeter-visible particles that are not selected isolated leptons
     hadronic = calo & ~isolated
-    jets = cluster_antikt(jagged_momenta(rec.px[hadronic], rec.py[hadronic], rec.pz[hadronic], rec.e[hadronic],
-                                         np.bincount(rec.event[hadronic], minlength=n)), JET_R, JET_SEED_PT)
+    jets = cluster_antikt(rec.momenta(hadronic), JET_R, JET_SEED_PT)
     jpt = _quantise(_smear("jet", jets.pt, rng), PT_LSB)
     jeta = jets.eta
     passed = (jpt > JET_CUTS[0]) & (np.abs(jeta) < JET_CUTS[1])
-    _fill(objects, slot, N_JET, jets.event[passed], jpt[passed], _quantise(jeta[passed], ANGLE_LSB),
-          _quantise(jets.phi[passed], ANGLE_LSB))
+    _fill(objects, slice(slot, slot + N_JET), jets.event[passed],
+          np.stack([jpt[passed], _quantise(jeta[passed], ANGLE_LSB),
+                    _quantise(jets.phi[passed], ANGLE_LSB)], axis=1))
 
     # MET: minus the vector sum of all calorimeter-visible particles, with a sum-ET resolution
     mex = -np.bincount(rec.event[calo], weights=rec.px[calo], minlength=n)
@@ -171,4 +184,6 @@ SPEC = DatasetSpec(
               "resolution_a_b_c": RESOLUTION, "met_sigma_per_sqrt_sumet": MET_SIGMA_PER_SQRT_SUMET,
               "pt_lsb_GeV": PT_LSB, "angle_lsb": ANGLE_LSB, "signal_fraction_each": SIGNAL_FRACTION,
               "background_mix": BACKGROUND_MIX, "mpi": "off (speed shortcut)"},
+    extra_manifest={"feature_units": {name: {"pt": "GeV", "eta": "1", "phi": "rad"}[name.rsplit("_", 1)[1]]
+                                      for name in FEATURE_NAMES}},
 )

@@ -19,8 +19,8 @@ from trigger.errors import InputError
 
 # arrays each dataset must have: name -> (per-row shape, dtype kind)
 REQUIRED: dict[str, dict[str, tuple[tuple[int, ...], str]]] = {
-    "jets": {"features": ((16,), "f"), "constituents": ((30, 3), "f"), "label": ((), "i"), "jet_pt": ((), "f"),
-             "jet_eta": ((), "f"), "jet_mass": ((), "f")},
+    "jets": {"features": ((16,), "f"), "constituents": ((30, 3), "f"), "label": ((), "i"),
+             "jet_pt": ((), "f"), "jet_eta": ((), "f"), "jet_mass": ((), "f")},
     "ttbar": {"jets": ((10, 5), "f"), "mask": ((10,), "b"), "n_jets": ((), "i"), "assignment": ((6,), "i"),
               "fully_matched": ((), "b")},
     "l1": {"objects": ((19, 3), "f"), "label": ((), "i"), "process": ((), "i")},
@@ -81,8 +81,8 @@ def load(path: str | Path, *, fractions: tuple[float, float, float] = (0.6, 0.2,
     order = np.random.default_rng(seed).permutation(n)
     if max_events is not None:
         order = order[:max_events]
-    n_train = int(round(fractions[0] * len(order)))
-    n_val = int(round(fractions[1] * len(order)))
+    n_train = round(fractions[0] * len(order))
+    n_val = round(fractions[1] * len(order))
     parts = (order[:n_train], order[n_train:n_train + n_val], order[n_train + n_val:])
     train, val, test = ({k: v[idx] for k, v in arrays.items()} for idx in parts)
     return Dataset(manifest["dataset"], path, manifest, list(manifest["feature_names"]),

@@ -2,8 +2,8 @@
 
 Soft drop and the energy-correlation functions run in FastJet contrib (C++) through the awkward-array
 `ClusterSequence`: each selected jet is passed as its own "event" of constituents, reclustered with
-Cambridge/Aachen into exactly one exclusive jet, groomed, and the groomed constituents are reclustered once more
-so the correlators see only what survived grooming. Formulae are in docs/data.md.
+Cambridge/Aachen into exactly one exclusive jet, groomed, and the groomed constituents are reclustered once
+more so the correlators see only what survived grooming. Formulae are in docs/data.md.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ FEATURE_NAMES = [
     "d2_a1_b1_mmdt", "d2_a1_b2_mmdt", "m2_b1_mmdt", "m2_b2_mmdt", "n2_b1_mmdt", "n2_b2_mmdt", "mass_mmdt",
     "multiplicity",
 ]
-FEATURE_UNITS = {name: "1" for name in FEATURE_NAMES} | {"mass_mmdt": "GeV", "multiplicity": "count"}
+FEATURE_UNITS = dict.fromkeys(FEATURE_NAMES, "1") | {"mass_mmdt": "GeV", "multiplicity": "count"}
 
 # (feature, FastJet EnergyCorrelator function, keyword arguments); see docs/data.md for the formulae
 _CORRELATORS: list[tuple[str, str, dict[str, float]]] = [
@@ -70,7 +70,8 @@ def jet_features(constituents: ak.Array) -> np.ndarray:
 
 def leading_constituents(constituents: ak.Array, jet_eta: np.ndarray, jet_phi: np.ndarray,
                          n: int = 30) -> np.ndarray:
-    """(n_jets, n, 3): the `n` highest-pT constituents as (pT [GeV], eta - jet eta, phi - jet phi), zero padded."""
+    """(n_jets, n, 3): the `n` highest-pT constituents as (pT [GeV], eta - jet eta, phi - jet phi), zero
+    padded."""
     from trigger.data.events import delta_phi, pseudorapidity
 
     px, py, pz = constituents.px, constituents.py, constituents.pz

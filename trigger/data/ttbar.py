@@ -5,8 +5,14 @@ from __future__ import annotations
 import awkward as ak
 import numpy as np
 
-from trigger.data.events import (EventRecord, cluster_antikt, delta_r, generate_batch, jagged_momenta,
-                                 make_pythia)
+from trigger.data.events import (
+    EventRecord,
+    cluster_antikt,
+    delta_r,
+    generate_batch,
+    jagged_momenta,
+    make_pythia,
+)
 from trigger.data.spec import ArraySpec, DatasetSpec, Stream
 
 JET_R = 0.4
@@ -21,8 +27,10 @@ FEATURES = ["pt", "eta", "phi", "mass", "btag"]
 SLOTS = ["b1", "q1a", "q1b", "b2", "q2a", "q2b"]
 
 STREAMS = (
-    Stream("ttbar", 1.0, ("Top:gg2ttbar = on", "Top:qqbar2ttbar = on", "24:onMode = off", "24:onIfAny = 1 2 3 4 5"),
-           300, 0.7, "ttbar, both W decaying to quarks; MPI, ISR, FSR and hadronisation on", label=0, kind="signal"),
+    Stream("ttbar", 1.0,
+           ("Top:gg2ttbar = on", "Top:qqbar2ttbar = on", "24:onMode = off", "24:onIfAny = 1 2 3 4 5"),
+           chunk_events=300, rows_per_event=0.45, label=0, kind="signal",
+           description="ttbar, both W decaying to quarks; MPI, ISR, FSR and hadronisation on"),
 )
 
 
@@ -128,7 +136,8 @@ SPEC = DatasetSpec(
     streams=STREAMS,
     arrays={
         "jets": ArraySpec((MAX_JETS, 5), "float32",
-                          "up to 10 pT-ordered jets: pT [GeV], eta, phi, mass [GeV], btag (0/1); zero padded"),
+                          "up to 10 pT-ordered jets: pT [GeV], eta, phi, mass [GeV], btag (0/1); "
+                          "zero padded"),
         "mask": ArraySpec((MAX_JETS,), "bool", "True where a jet is present"),
         "n_jets": ArraySpec((), "int8", "jets passing pT > 25 GeV, |eta| < 2.5, before truncation to 10"),
         "assignment": ArraySpec((6,), "int8", "jet index (0..9) of b1, q1a, q1b, b2, q2a, q2b, or -1; "
@@ -142,4 +151,5 @@ SPEC = DatasetSpec(
               "jet_max_abs_eta": JET_MAX_ABS_ETA, "min_jets": MIN_JETS, "max_jets": MAX_JETS,
               "match_dR": MATCH_R, "btag": "ghost-associated weakly decaying b hadron (truth proxy, 0/1)",
               "assignment_slots": SLOTS, "inputs": "visible final-state particles (no neutrinos)"},
+    extra_manifest={"feature_units": {"pt": "GeV", "eta": "1", "phi": "rad", "mass": "GeV", "btag": "1"}},
 )

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from trigger.estimate.params import Params, load_params
 from trigger.errors import InputError
+from trigger.estimate.params import Params, load_params
 
 
 @dataclass
@@ -149,8 +149,8 @@ def significant_bits(m: np.ndarray) -> np.ndarray:
     """Bits of |m| between its lowest and highest set bit, plus a sign bit."""
     a = np.abs(m).astype(np.int64)
     out = np.zeros_like(a)
-    for i, v in enumerate(a.flat):
-        v = int(v)
+    for i, value in enumerate(a.flat):
+        v = int(value)
         if v:
             v >>= (v & -v).bit_length() - 1
             out.flat[i] = v.bit_length() + 1
@@ -160,7 +160,9 @@ def significant_bits(m: np.ndarray) -> np.ndarray:
 def dsp_count(a_bits: int, b_bits: int, p: Params) -> int:
     """DSP48 slices for one a x b multiplication (operands split over 27 x 18 ports)."""
     pa, pb = p("multiplier", "dsp_port_a"), p("multiplier", "dsp_port_b")
-    return min(math.ceil(a_bits / pa) * math.ceil(b_bits / pb), math.ceil(b_bits / pa) * math.ceil(a_bits / pb))
+    return min(
+        math.ceil(a_bits / pa) * math.ceil(b_bits / pb), math.ceil(b_bits / pa) * math.ceil(a_bits / pb)
+    )
 
 
 def adder_ns(bits: int, p: Params) -> float:
@@ -206,8 +208,11 @@ def constant_mults(m: np.ndarray, in_bits: int, w_bits: int, p: Params, shared: 
     lut_max = p("multiplier", "lut_max_csd_digits")
     dsp_min = p("multiplier", "dsp_min_bits")
     if shared:
-        lut_mult = np.zeros(digits.shape, dtype=bool) if min(in_bits, w_bits) >= dsp_min else np.ones(
-            digits.shape, dtype=bool)
+        lut_mult = (
+            np.zeros(digits.shape, dtype=bool)
+            if min(in_bits, w_bits) >= dsp_min
+            else np.ones(digits.shape, dtype=bool)
+        )
         widths = np.full(digits.shape, w_bits)
     else:
         lut_mult = (digits <= lut_max) | (widths < dsp_min) | (in_bits < dsp_min)
@@ -216,14 +221,17 @@ def constant_mults(m: np.ndarray, in_bits: int, w_bits: int, p: Params, shared: 
     cost.n_lut_mults = int(lut_mult.sum())
     if n_dsp:
         cost.dsp = sum(dsp_count(in_bits, int(w), p) for w in widths[~lut_mult])
-        cost.lut += int(round(n_dsp * p("multiplier", "lut_per_dsp_mult")))
+        cost.lut += round(n_dsp * p("multiplier", "lut_per_dsp_mult"))
         cost.delay_ns = p("timing", "dsp_mult_ns")
     if cost.n_lut_mults:
         adders = np.maximum(digits[lut_mult] - 1, 0)
         out_bits = in_bits + widths[lut_mult]
-        cost.lut += int(round(float((adders * out_bits).sum()) * p("multiplier", "lut_per_csd_adder_bit")))
-        cost.lut += int(round(float((negative[lut_mult] & (adders == 0)).sum()) * in_bits
-                              * p("multiplier", "lut_per_negation_bit")))
+        cost.lut += round(float((adders * out_bits).sum()) * p("multiplier", "lut_per_csd_adder_bit"))
+        cost.lut += round(
+            float((negative[lut_mult] & (adders == 0)).sum())
+            * in_bits
+            * p("multiplier", "lut_per_negation_bit")
+        )
         cost.delay_ns = max(cost.delay_ns, float(adders.max()) * p("timing", "lut_mult_ns_per_adder"))
     return cost
 
@@ -240,8 +248,9 @@ def _out_size(layer: Any) -> int:
     return int(np.prod(layer.get_output_variable().shape))
 
 
-def _in_size(layer: Any) -> int:
-    return int(np.prod(layer.get_input_variable().shape))
+def _beat_bits(layer: Any) -> int:
+    """Bits of one io_stream word: hls4ml streams one pixel (all channels) or one whole flat vector."""
+    return int(layer.get_output_variable().shape[-1]) * _result_bits(layer)
 
 
 def _result_bits(layer: Any) -> int:
@@ -275,8 +284,11 @@ def _matmul(layer: Any, p: Params, weights: np.ndarray, w_bits: int) -> LayerCos
         mult.dsp = math.ceil(mult.dsp / reuse)
         mult.lut = math.ceil(mult.lut / reuse)
     bias = layer.weights.get("bias")
-    has_bias = (np.zeros(n_out, dtype=np.int64) if bias is None
-                else (quantized_mantissas(bias).reshape(-1)[:n_out] != 0).astype(np.int64))
+    has_bias = (
+        np.zeros(n_out, dtype=np.int64)
+        if bias is None
+        else (quantized_mantissas(bias).reshape(-1)[:n_out] != 0).astype(np.int64)
+    )
     terms = (weights != 0).sum(axis=0) + has_bias
     n_products = int((weights != 0).sum())
     ops = [Op(mult.delay_ns, n_products * accum)]
@@ -284,7 +296,7 @@ def _matmul(layer: Any, p: Params, weights: np.ndarray, w_bits: int) -> LayerCos
         ops.append(Op(0.0, n_products * accum // reuse, cycles=reuse - 1))
     levels, n_adders = tree_ops(terms, accum, p)
     ops += levels
-    lut = mult.lut + int(round(n_adders * accum * p("adder", "lut_per_bit") / max(reuse, 1)))
+    lut = mult.lut + round(n_adders * accum * p("adder", "lut_per_bit") / max(reuse, 1))
     bram = 0
     if shared:
         bram = _weight_rom_bram(weights.size, w_bits, reuse, p)
@@ -312,14 +324,17 @@ def _strategy(layer: Any) -> tuple[int, str]:
 
 def dense_cost(layer: Any, p: Params) -> LayerCost:
     weight = layer.weights["weight"]
-    return _matmul(layer, p, quantized_mantissas(weight).reshape(-1, int(_attr(layer, "n_out"))),
-                   bits_of(weight.type))
+    return _matmul(
+        layer, p, quantized_mantissas(weight).reshape(-1, int(_attr(layer, "n_out"))), bits_of(weight.type)
+    )
 
 
 def _pixels(layer: Any) -> tuple[int, int]:
     """(input pixels, output pixels) of a 1D/2D windowed layer."""
     in_px = int(_attr(layer, "in_width", _attr(layer, "n_in", 1))) * int(_attr(layer, "in_height", 1) or 1)
-    out_px = int(_attr(layer, "out_width", _attr(layer, "n_out", 1))) * int(_attr(layer, "out_height", 1) or 1)
+    out_px = int(_attr(layer, "out_width", _attr(layer, "n_out", 1))) * int(
+        _attr(layer, "out_height", 1) or 1
+    )
     return in_px, out_px
 
 
@@ -340,8 +355,9 @@ def _windowed(layer: Any, p: Params, kernel: LayerCost) -> LayerCost:
         if loops > 1:
             kernel.dsp *= pf
             kernel.lut *= pf
-            kernel.ops.insert(0, Op(0.0, 0, cycles=loops * reuse + p("timing", "parallel_conv_overhead_cycles")
-                                    - 1))
+            kernel.ops.insert(
+                0, Op(0.0, 0, cycles=loops * reuse + p("timing", "parallel_conv_overhead_cycles") - 1)
+            )
             kernel.ii = loops * reuse
         else:
             kernel.dsp *= out_px
@@ -379,7 +395,7 @@ def pooling_cost(layer: Any, p: Params) -> LayerCost:
     else:
         ops, n = tree_ops(np.full(n_chan, pool), bits, p)
         lut = n * bits * p("pooling", "lut_per_bit_add")
-    cost = LayerCost(ops=ops, lut=int(round(lut)))
+    cost = LayerCost(ops=ops, lut=round(lut))
     if _io_type(layer) == "io_parallel":
         # hls4ml's parallel pooling unrolls every output pixel in one pipeline stage.
         cost.lut *= _pixels(layer)[1]
@@ -395,7 +411,7 @@ def global_pooling_cost(layer: Any, p: Params) -> LayerCost:
     bits = _in_bits(layer)
     ops, n = tree_ops(np.full(n_chan, in_px), bits, p, op_ns=p("timing", "compare_ns"))
     lut = n * bits * p("pooling", "lut_per_bit_compare")
-    cost = LayerCost(ops=ops, lut=int(round(lut)))
+    cost = LayerCost(ops=ops, lut=round(lut))
     if _io_type(layer) == "io_stream":
         cost.stream_cycles = in_px
         cost.ii = in_px + 1
@@ -419,14 +435,14 @@ def activation_cost(layer: Any, p: Params) -> LayerCost:
         cost.notes.append(f"activation {kind!r} has no model; costed as a lookup table")
         return cost
     delay = p("timing", "select_ns") if per_bit else 0.0
-    return LayerCost(ops=[Op(delay, n * bits)], lut=int(round(n * bits * per_bit)))
+    return LayerCost(ops=[Op(delay, n * bits)], lut=round(n * bits * per_bit))
 
 
 def _table_bram(n_lookups: int, table_size: int, table_bits: int, p: Params) -> tuple[int, int]:
     """(BRAM18, LUT) of `n_lookups` parallel reads of one table: BRAM ports serve two reads each."""
     bits = table_size * table_bits
     if bits <= p("activation", "lutram_max_bits"):
-        return 0, int(math.ceil(n_lookups * bits / p("activation", "lut_per_lutram_bits")))
+        return 0, math.ceil(n_lookups * bits / p("activation", "lut_per_lutram_bits"))
     per_copy = math.ceil(bits / p("activation", "bram18_bits"))
     return math.ceil(n_lookups / 2) * per_copy, 0
 
@@ -441,8 +457,10 @@ def _table_cost(layer: Any, p: Params, n: int, kind: str) -> LayerCost:
     extra = {_norm(k): v for k, v in p("activation", "lut_table_extra_per_elem").items()}.get(kind, 0)
     lut = lut_ram + int(n * (p("activation", "lut_table_index_per_elem") + extra))
     index_bits = max(int(math.log2(table_size)), 1)
-    ops = [Op(p("timing", "table_index_ns"), n * index_bits),
-           Op(p("timing", "table_out_ns"), n * bits, cycles=p("timing", "table_read_cycles"))]
+    ops = [
+        Op(p("timing", "table_index_ns"), n * index_bits),
+        Op(p("timing", "table_out_ns"), n * bits, cycles=p("timing", "table_read_cycles")),
+    ]
     return LayerCost(ops=ops, lut=lut, bram=bram, ii=reuse)
 
 
@@ -461,19 +479,27 @@ def softmax_cost(layer: Any, p: Params) -> LayerCost:
     ops: list[Op] = []
     if impl == "stable":
         max_ops, _ = tree_ops(np.array([n]), bits, p, op_ns=p("timing", "compare_ns"))
-        ops += max_ops + [Op(adder_ns(bits, p), n * bits)]
+        ops += [*max_ops, Op(adder_ns(bits, p), n * bits)]
     index_bits = max(int(math.log2(size)), 1)
-    ops += [Op(p("timing", "table_index_ns"), n * index_bits),
-            Op(p("timing", "table_out_ns"), n * exp_bits, cycles=p("timing", "table_read_cycles"))]
+    ops += [
+        Op(p("timing", "table_index_ns"), n * index_bits),
+        Op(p("timing", "table_out_ns"), n * exp_bits, cycles=p("timing", "table_read_cycles")),
+    ]
     sum_ops, _ = tree_ops(np.array([n]), exp_bits, p)
     ops += sum_ops
-    ops += [Op(p("timing", "table_index_ns"), index_bits + n * exp_bits),
-            Op(p("timing", "table_out_ns"), inv_bits + n * exp_bits, cycles=p("timing", "table_read_cycles")),
-            Op(p("timing", "dsp_mult_ns"), n * bits)]
+    ops += [
+        Op(p("timing", "table_index_ns"), index_bits + n * exp_bits),
+        Op(p("timing", "table_out_ns"), inv_bits + n * exp_bits, cycles=p("timing", "table_read_cycles")),
+        Op(p("timing", "dsp_mult_ns"), n * bits),
+    ]
     bram_exp, lut_exp = _table_bram(n, size, exp_bits, p)
     bram_inv, lut_inv = _table_bram(1, size, inv_bits, p)
-    return LayerCost(ops=ops, dsp=n * dsp_count(exp_bits, inv_bits, p), bram=bram_exp + bram_inv,
-                     lut=lut_exp + lut_inv + int(n * p("softmax", "lut_per_elem")))
+    return LayerCost(
+        ops=ops,
+        dsp=n * dsp_count(exp_bits, inv_bits, p),
+        bram=bram_exp + bram_inv,
+        lut=lut_exp + lut_inv + int(n * p("softmax", "lut_per_elem")),
+    )
 
 
 def batchnorm_cost(layer: Any, p: Params) -> LayerCost:
@@ -487,8 +513,11 @@ def batchnorm_cost(layer: Any, p: Params) -> LayerCost:
     m = np.resize(m, n)
     mult = constant_mults(m, in_bits, bits_of(scale.type), p, shared=False)
     add_lut = int(n * bits * p("adder", "lut_per_bit"))
-    return LayerCost(ops=[Op(mult.delay_ns, n * bits), Op(adder_ns(bits, p), n * bits)], dsp=mult.dsp,
-                     lut=mult.lut + add_lut)
+    return LayerCost(
+        ops=[Op(mult.delay_ns, n * bits), Op(adder_ns(bits, p), n * bits)],
+        dsp=mult.dsp,
+        lut=mult.lut + add_lut,
+    )
 
 
 def merge_cost(layer: Any, p: Params) -> LayerCost:
@@ -498,11 +527,16 @@ def merge_cost(layer: Any, p: Params) -> LayerCost:
     if op in ("concatenate", "concatenate1d", "concatenate2d", "concatenate3d"):
         return LayerCost(ops=[])
     if op == "multiply":
-        return LayerCost(ops=[Op(p("timing", "dsp_mult_ns"), n * bits)], dsp=n * dsp_count(bits, bits, p),
-                         lut=int(n * p("multiplier", "lut_per_dsp_mult")))
+        return LayerCost(
+            ops=[Op(p("timing", "dsp_mult_ns"), n * bits)],
+            dsp=n * dsp_count(bits, bits, p),
+            lut=int(n * p("multiplier", "lut_per_dsp_mult")),
+        )
     if op in ("maximum", "minimum"):
-        return LayerCost(ops=[Op(p("timing", "compare_ns"), n * bits)],
-                         lut=int(n * bits * p("pooling", "lut_per_bit_compare")))
+        return LayerCost(
+            ops=[Op(p("timing", "compare_ns"), n * bits)],
+            lut=int(n * bits * p("pooling", "lut_per_bit_compare")),
+        )
     return LayerCost(ops=[Op(adder_ns(bits, p), n * bits)], lut=int(n * bits * p("adder", "lut_per_bit")))
 
 
@@ -519,21 +553,53 @@ def input_cost(layer: Any, p: Params) -> LayerCost:
 
 
 BUILTIN: dict[str, Callable[[Any, Params], LayerCost]] = {
-    "Input": input_cost, "InputLayer": input_cost, "Reshape": free_cost, "Flatten": free_cost,
-    "Transpose": free_cost, "ZeroPadding1D": free_cost, "ZeroPadding2D": free_cost, "Cropping1D": free_cost,
+    "Input": input_cost,
+    "InputLayer": input_cost,
+    "Reshape": free_cost,
+    "Flatten": free_cost,
+    "Transpose": free_cost,
+    "ZeroPadding1D": free_cost,
+    "ZeroPadding2D": free_cost,
+    "Cropping1D": free_cost,
     "Cropping2D": free_cost,
-    "Dense": dense_cost, "QDense": dense_cost, "PointwiseConv1D": conv_cost, "PointwiseConv2D": conv_cost,
-    "Conv1D": conv_cost, "Conv2D": conv_cost, "QConv1D": conv_cost, "QConv2D": conv_cost,
-    "DepthwiseConv1D": depthwise_cost, "DepthwiseConv2D": depthwise_cost,
-    "Pooling1D": pooling_cost, "Pooling2D": pooling_cost, "MaxPooling1D": pooling_cost,
-    "MaxPooling2D": pooling_cost, "AveragePooling1D": pooling_cost, "AveragePooling2D": pooling_cost,
-    "GlobalPooling1D": global_pooling_cost, "GlobalPooling2D": global_pooling_cost,
-    "Activation": activation_cost, "ParametrizedActivation": activation_cost, "LeakyReLU": activation_cost,
-    "ThresholdedReLU": activation_cost, "ELU": activation_cost, "PReLU": activation_cost,
-    "HardActivation": activation_cost, "TernaryTanh": activation_cost, "BinaryTanh": activation_cost,
-    "Softmax": softmax_cost, "BatchNormalization": batchnorm_cost, "ApplyAlpha": batchnorm_cost,
-    "Merge": merge_cost, "Concatenate": merge_cost, "Add": merge_cost, "Subtract": merge_cost,
-    "Multiply": merge_cost, "Average": merge_cost, "Maximum": merge_cost, "Minimum": merge_cost,
+    "Dense": dense_cost,
+    "QDense": dense_cost,
+    "PointwiseConv1D": conv_cost,
+    "PointwiseConv2D": conv_cost,
+    "Conv1D": conv_cost,
+    "Conv2D": conv_cost,
+    "QConv1D": conv_cost,
+    "QConv2D": conv_cost,
+    "DepthwiseConv1D": depthwise_cost,
+    "DepthwiseConv2D": depthwise_cost,
+    "Pooling1D": pooling_cost,
+    "Pooling2D": pooling_cost,
+    "MaxPooling1D": pooling_cost,
+    "MaxPooling2D": pooling_cost,
+    "AveragePooling1D": pooling_cost,
+    "AveragePooling2D": pooling_cost,
+    "GlobalPooling1D": global_pooling_cost,
+    "GlobalPooling2D": global_pooling_cost,
+    "Activation": activation_cost,
+    "ParametrizedActivation": activation_cost,
+    "LeakyReLU": activation_cost,
+    "ThresholdedReLU": activation_cost,
+    "ELU": activation_cost,
+    "PReLU": activation_cost,
+    "HardActivation": activation_cost,
+    "TernaryTanh": activation_cost,
+    "BinaryTanh": activation_cost,
+    "Softmax": softmax_cost,
+    "BatchNormalization": batchnorm_cost,
+    "ApplyAlpha": batchnorm_cost,
+    "Merge": merge_cost,
+    "Concatenate": merge_cost,
+    "Add": merge_cost,
+    "Subtract": merge_cost,
+    "Multiply": merge_cost,
+    "Average": merge_cost,
+    "Maximum": merge_cost,
+    "Minimum": merge_cost,
 }
 
 
@@ -584,11 +650,15 @@ def _uncertainty(hls_model: Any, p: Params) -> float:
     return float(text) / float(hls_model.config.get_config_value("ClockPeriod") or 5)
 
 
-def estimate_model(hls_model: Any, clock_period_ns: float | None = None, params: Params | None = None) -> Estimate:
+def estimate_model(
+    hls_model: Any, clock_period_ns: float | None = None, params: Params | None = None
+) -> Estimate:
     """Estimate latency, interval and resources of a converted (not necessarily compiled) hls4ml model."""
     p = params if params is not None else load_params()
     config = hls_model.config
-    period = float(clock_period_ns if clock_period_ns is not None else config.get_config_value("ClockPeriod") or 5)
+    period = float(
+        clock_period_ns if clock_period_ns is not None else config.get_config_value("ClockPeriod") or 5
+    )
     if period <= 0:
         raise InputError(f"clock_period_ns: must be > 0, got {period}")
     io_type = str(config.get_config_value("IOType") or "io_parallel")
@@ -608,15 +678,18 @@ def estimate_model(hls_model: Any, clock_period_ns: float | None = None, params:
                 sched.cycles += est.latency_cycles
                 sched.t = 0.0
                 sched.live_bits = 0
-            est.notes = list(est.notes) + ["extension estimator"]
+            est.notes = [*list(est.notes), "extension estimator"]
             layers.append(est)
             model_ii = max(model_ii, est.ii)
             continue
         builder = BUILTIN.get(cls)
         if builder is None:
             unsupported.append(layer.name)
-            layers.append(LayerEstimate(layer.name, cls, 0, 1, 0, 0, 0, 0,
-                                        [f"no estimator for {cls}: counted as 0, register one"]))
+            layers.append(
+                LayerEstimate(
+                    layer.name, cls, 0, 1, 0, 0, 0, 0, [f"no estimator for {cls}: counted as 0, register one"]
+                )
+            )
             continue
         cost = builder(layer, p)
         start_cycles, start_ff = sched.cycles, sched.ff
@@ -630,11 +703,17 @@ def estimate_model(hls_model: Any, clock_period_ns: float | None = None, params:
             sched.cycles += int(p("timing", "stream_hop_cycles")) + cost.stream_cycles
             sched.ff += p("registers", "ff_per_stream_layer")
             sched.t = 0.0
-            cost.lut += _out_size(layer) * _result_bits(layer) * p("registers", "lut_per_stream_bit")
+            cost.lut += _beat_bits(layer) * p("registers", "lut_per_stream_bit")
         est = LayerEstimate(
-            name=layer.name, class_name=cls, latency_cycles=sched.cycles - start_cycles, ii=max(int(cost.ii), 1),
-            dsp=int(cost.dsp), lut=int(round(cost.lut)), ff=int(round(sched.ff - start_ff + cost.ff)),
-            bram=int(cost.bram), notes=cost.notes,
+            name=layer.name,
+            class_name=cls,
+            latency_cycles=sched.cycles - start_cycles,
+            ii=max(int(cost.ii), 1),
+            dsp=int(cost.dsp),
+            lut=round(cost.lut),
+            ff=round(sched.ff - start_ff + cost.ff),
+            bram=int(cost.bram),
+            notes=cost.notes,
         )
         model_ii = max(model_ii, est.ii)
         layers.append(est)
@@ -649,7 +728,17 @@ def estimate_model(hls_model: Any, clock_period_ns: float | None = None, params:
         "ff": int(sum(layer.ff for layer in layers) + control),
         "bram": int(sum(layer.bram for layer in layers)),
     }
-    return Estimate(model_name=str(config.get_project_name() if hasattr(config, "get_project_name")
-                                   else config.get_config_value("ProjectName")),
-                    clock_period_ns=period, part=part, io_type=io_type, layers=layers, totals=totals,
-                    version=str(p("model_version")), unsupported=unsupported)
+    return Estimate(
+        model_name=str(
+            config.get_project_name()
+            if hasattr(config, "get_project_name")
+            else config.get_config_value("ProjectName")
+        ),
+        clock_period_ns=period,
+        part=part,
+        io_type=io_type,
+        layers=layers,
+        totals=totals,
+        version=str(p("model_version")),
+        unsupported=unsupported,
+    )

@@ -10,6 +10,9 @@ from trigger.families.base import ModelFamily, Prepared, Split
 # family name -> "module:Class"; imported lazily so a config error never waits for TensorFlow.
 FAMILIES: dict[str, str] = {
     "jet_tagger": "trigger.families.jet_tagger:JetTagger",
+    "autoencoder": "trigger.families.anomaly:Autoencoder",
+    "vae": "trigger.families.anomaly:VariationalAutoencoder",
+    "spanet": "trigger.families.spanet:SpaNet",
 }
 
 

@@ -162,39 +162,36 @@ class AnomalyDetector(ModelFamily):
     # ---- data -------------------------------------------------------------------------------------------
 
     def prepare(self, data: Dataset) -> Prepared:
-        """Train and validate on background only; test on held-out background (val + test) and all signals.
+        """Train on the train split's background, stop early on the val split's background, and test on the
+        test split's background plus the signal events of every split.
 
-        Signal events are never trained on, so every signal event of the file is held out; the validation
-        background only steers early stopping.
+        Signal events are never trained on, so all of them are held out. The pipeline checks bit-exactness
+        on val + test (distinct events) and calibrates rates on the test background, which therefore needs
+        the largest share of the file: see `data.fractions` in configs/ad_*.yaml.
         """
         if data.name != self.dataset:
             raise ConfigError("data.file", f"holds the {data.name!r} dataset, anomaly detection needs 'l1'")
         self.class_names = list(data.class_names)
 
-        def rows(arrays: dict[str, np.ndarray], keep: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-            x = pt_shift_features(arrays["objects"][keep], self.pt_shift)
-            meta = {"label": arrays["label"][keep].astype(np.int64),
-                    "process": arrays["process"][keep].astype(np.int64)}
-            return x, meta
-
-        def background(arrays: dict[str, np.ndarray]) -> Split:
-            x, meta = rows(arrays, arrays["label"] == 0)
+        def split(parts: list[tuple[dict[str, np.ndarray], np.ndarray]]) -> Split:
+            x = np.concatenate([pt_shift_features(a["objects"][keep], self.pt_shift) for a, keep in parts])
+            meta = {key: np.concatenate([a[key][keep] for a, keep in parts]).astype(np.int64)
+                    for key in ("label", "process")}
             return Split(x, x, meta)
 
-        parts = [rows(data.val, data.val["label"] == 0), rows(data.test, data.test["label"] == 0)]
-        parts += [rows(a, a["label"] != 0) for a in (data.train, data.val, data.test)]
-        x_test = np.concatenate([p[0] for p in parts])
-        meta_test = {k: np.concatenate([p[1][k] for p in parts]) for k in ("label", "process")}
+        train, val, test = data.train, data.val, data.test
         return Prepared(
-            background(data.train), background(data.val), Split(x_test, x_test, meta_test),
+            split([(train, train["label"] == 0)]),
+            split([(val, val["label"] == 0)]),
+            split([(test, test["label"] == 0)] + [(a, a["label"] != 0) for a in (train, val, test)]),
             input_names=list(data.feature_names), output_names=["anomaly_score"],
             preprocessing={
                 "kind": "pt_shift",
                 "pt_scale": {g: f"2^-{s}" for g, s in self.pt_shift.items()},
                 "where": "at the IP's input port: the L1 pT words enter with their binary point moved by the "
                          "shift (a reinterpretation of the same bits, no logic); eta and phi enter unscaled",
-                "train_on": "background of the train split",
-                "test": "background of val+test splits and signal events of all splits",
+                "train": "background of the train split (validation: background of the val split)",
+                "test": "background of the test split and signal events of all splits",
             },
         )
 

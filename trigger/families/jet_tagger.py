@@ -56,7 +56,7 @@ class JetTagger(ModelFamily):
 
     def prepare(self, data: Dataset) -> Prepared:
         if data.name != self.dataset:
-            raise ConfigError("data.file", f"{data.path}: holds the {data.name!r} dataset, the jet tagger needs 'jets'")
+            raise ConfigError("data.file", f"{data.path}: holds the {data.name!r} dataset; the jet tagger needs 'jets'")
         train = data.train["features"].astype(np.float64)
         if self.standardise:
             self.mean = train.mean(axis=0)
@@ -131,7 +131,7 @@ class JetTagger(ModelFamily):
         pred = probs.argmax(axis=1)
         auc = {c: float(roc_auc_score(labels == k, probs[:, k])) for k, c in enumerate(CLASSES)}
         return {
-            "events": int(len(labels)),
+            "events": len(labels),
             "accuracy": float(np.mean(pred == labels)),
             "auc": auc,
             "mean_auc": float(np.mean(list(auc.values()))),
@@ -142,9 +142,9 @@ class JetTagger(ModelFamily):
         return bool(np.all(scores >= 0) and np.allclose(scores.sum(axis=1), 1.0, atol=1e-2))
 
     def plots(self, outputs: dict[str, Any], split: Split, out_dir: Path) -> list[str]:
-        import matplotlib
+        import matplotlib as mpl
 
-        matplotlib.use("Agg")
+        mpl.use("Agg")
         import matplotlib.pyplot as plt
         from sklearn.metrics import confusion_matrix, roc_curve
 
@@ -152,12 +152,13 @@ class JetTagger(ModelFamily):
         written = []
         fig, ax = plt.subplots(figsize=(6, 5))
         styles = {"float": ":", "quantized": "--", "csim": "-"}
-        for kind, scores in outputs.items():
-            scores = np.asarray(scores)
+        for kind, raw in outputs.items():
+            scores = np.asarray(raw)
             probs = scores if self._outputs_are_probabilities(scores) else softmax(scores)
             for k, c in enumerate(CLASSES):
                 fpr, tpr, _ = roc_curve(labels == k, probs[:, k])
-                ax.plot(tpr, fpr, styles.get(kind, "-"), color=f"C{k}", label=f"{c} ({kind})" if kind == "csim" else None)
+                ax.plot(tpr, fpr, styles.get(kind, "-"), color=f"C{k}",
+                        label=f"{c} ({kind})" if kind == "csim" else None)
         ax.set_yscale("log")
         ax.set_xlabel("signal efficiency")
         ax.set_ylabel("mistag rate")
@@ -175,7 +176,8 @@ class JetTagger(ModelFamily):
         im = ax.imshow(cm, cmap="Blues", vmin=0, vmax=1)
         for i in range(len(CLASSES)):
             for j in range(len(CLASSES)):
-                ax.text(j, i, f"{cm[i, j]:.2f}", ha="center", va="center", color="white" if cm[i, j] > 0.5 else "black")
+                ax.text(j, i, f"{cm[i, j]:.2f}", ha="center", va="center",
+                        color="white" if cm[i, j] > 0.5 else "black")
         ax.set_xticks(range(len(CLASSES)), CLASSES)
         ax.set_yticks(range(len(CLASSES)), CLASSES)
         ax.set_xlabel("predicted")

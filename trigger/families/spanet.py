@@ -10,6 +10,7 @@ valid, distinct triplets: the firmware outputs (b, q, q', score) per top, not th
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -31,6 +32,7 @@ SIGNED_TYPES = {"qkv": (14, 5), "score": (14, 6), "ctx": (14, 5), "factor": (12,
 UNSIGNED_TYPES = {"exp": (10, 1), "inv": (10, 1), "attn": (10, 1)}
 MULTIPLICITIES = (("6", 6, 6), ("7", 7, 7), (">=8", 8, 99))
 FEATURES = ("log_pt", "eta", "cos_phi", "sin_phi", "log_mass", "btag")
+MOMENTUM = ("energy", "px", "py", "pz")  # optional: lets bilinear scores form Minkowski products p_i . p_j
 
 
 def _fixed(sec: Section, key: str, default: tuple[int, int]) -> FixedType:
@@ -51,7 +53,7 @@ class SpaNet(ModelFamily):
         embed = arch.get("embed", [32, 16])
         if (not isinstance(embed, list) or not embed
                 or not all(isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= 128 for w in embed)):
-            raise ConfigError("model.architecture.embed", f"must be a list of widths in 1..128, got {embed!r}")
+            raise ConfigError("model.architecture.embed", f"must be a list of widths 1..128, got {embed!r}")
         self.embed: list[int] = embed
         self.blocks = arch.integer("attention_blocks", 1, minimum=1, maximum=2)
         self.head_dim = arch.integer("head_dim", 8, minimum=1, maximum=64)
@@ -71,7 +73,7 @@ class SpaNet(ModelFamily):
         for key, default in UNSIGNED_TYPES.items():
             t = _fixed(types, key, default)
             if t.integer < 1:
-                raise ConfigError(f"model.architecture.types.{key}.integer", "must be >= 1 (the value 1.0 must fit)")
+                raise ConfigError(f"model.architecture.types.{key}.integer", "must be >= 1 (1.0 must fit)")
             self.types[key] = Fx(t.bits, t.integer, False)
         if self.types["triplet_score"].max < self.max_jets:
             raise ConfigError("model.architecture.types.triplet_score.integer",
@@ -81,6 +83,10 @@ class SpaNet(ModelFamily):
 
         prep = Section(cfg.model.preprocessing, "model.preprocessing")
         self.standardize = prep.boolean("standardize", True)
+        self.augment = prep.integer("augment", 0, minimum=0, maximum=16)
+        self.four_momentum = prep.boolean("four_momentum", False)
+        self.features = FEATURES + (MOMENTUM if self.four_momentum else ())
+        self.augment_seed = prep.integer("augment_seed", 0, minimum=0)
         prep.finish()
 
         ev = Section(cfg.evaluation, "evaluation")
@@ -94,39 +100,59 @@ class SpaNet(ModelFamily):
         chi2.finish()
         ev.finish()
         self.norm: dict[str, list[float]] | None = None
-        self._chi2_cache: dict[int, dict[str, Any]] = {}
+        self._chi2_cache: dict[tuple[int, bool], dict[str, Any]] = {}
 
     # ----------------------------------------------------------------------------------------- data
 
     def _features(self, jets: np.ndarray, mask: np.ndarray) -> np.ndarray:
         pt, eta, phi, mass, btag = (jets[..., i].astype(np.float64) for i in range(5))
-        feats = np.stack([np.log1p(np.maximum(pt, 0.0)), eta, np.cos(phi), np.sin(phi),
-                          np.log1p(np.maximum(mass, 0.0)), btag], axis=-1)
+        mass = np.maximum(mass, 0.0)
+        columns = [np.log1p(np.maximum(pt, 0.0)), eta, np.cos(phi), np.sin(phi), np.log1p(mass), btag]
+        if self.four_momentum:
+            px, py, pz = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
+            columns += [np.sqrt(px ** 2 + py ** 2 + pz ** 2 + mass ** 2), px, py, pz]
+        feats = np.stack(columns, axis=-1)
         if self.norm is not None:
             feats = (feats - np.asarray(self.norm["mean"])) / np.asarray(self.norm["std"])
         return (feats * mask[..., None]).astype(np.float32)
 
-    def _split(self, arrays: dict[str, np.ndarray], only_matched: bool) -> Split:
+    def _split(self, arrays: dict[str, np.ndarray], for_training: bool) -> Split:
+        """Inputs, targets (-1 for a top whose three jets are not all matched) and the metrics' metadata;
+        for training, the events with at least one matched top (the loss uses the matched tops only)."""
         n = self.max_jets
         jets, mask = arrays["jets"][:, :n], arrays["mask"][:, :n].astype(bool)
         assignment = arrays["assignment"].astype(np.int64)
-        matched = arrays["fully_matched"].astype(bool) & np.all((assignment >= 0) & (assignment < n), axis=1)
-        if only_matched:
-            keep = np.flatnonzero(matched)
-            jets, mask, assignment, matched = jets[keep], mask[keep], assignment[keep], matched[keep]
-            n_jets = arrays["n_jets"][keep]
-        else:
-            n_jets = arrays["n_jets"]
-        y = np.where(matched[:, None], triplet_targets(assignment, n), 0).astype(np.float32)
-        meta = {"jets": jets.astype(np.float32), "n_jets": n_jets.astype(np.int64), "assignment": assignment,
-                "fully_matched": matched}
-        return Split([self._features(jets, mask), mask.astype(np.float32)], y, meta)
+        y = triplet_targets(assignment, n)
+        keep = np.flatnonzero((y >= 0).any(axis=1)) if for_training else np.arange(len(y))
+        matched = arrays["fully_matched"].astype(bool)[keep] & (y[keep] >= 0).all(axis=1)
+        meta = {"jets": jets[keep].astype(np.float32), "n_jets": arrays["n_jets"][keep].astype(np.int64),
+                "assignment": assignment[keep], "fully_matched": matched}
+        return Split([self._features(jets[keep], mask[keep]), mask[keep].astype(np.float32)],
+                     y[keep].astype(np.float32), meta)
+
+    def _augmented(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The training events plus `augment` copies, each rotated in phi by a random angle and, for half
+        the events, reflected in eta: symmetries of the detector (to the jets' resolution) that the
+        assignment must not depend on, which multiplies the scarce fully matched events."""
+        if not self.augment:
+            return arrays
+        rng = np.random.default_rng(self.augment_seed)
+        copies = [arrays]
+        for _ in range(self.augment):
+            jets = arrays["jets"].copy()
+            events = len(jets)
+            turn = rng.uniform(-np.pi, np.pi, (events, 1))
+            jets[..., 2] = np.angle(np.exp(1j * (jets[..., 2] + turn)))
+            jets[..., 1] *= rng.choice([-1.0, 1.0], (events, 1))
+            jets *= arrays["mask"][..., None]
+            copies.append({**arrays, "jets": jets.astype(np.float32)})
+        return {k: np.concatenate([c[k] for c in copies]) for k in arrays}
 
     def prepare(self, data: Dataset) -> Prepared:
         """Features per jet: log(1+pt), eta, cos/sin phi, log(1+m), b-tag, standardised on training jets.
 
-        Training and validation keep the fully matched events (the loss needs both tops' triplets); the
-        test split keeps every event, and the metrics select the fully matched ones.
+        Training and validation keep the events with at least one fully matched top (three times as many as
+        with both); the test split keeps every event, and the metrics select the fully matched ones.
         """
         for key in ("jets", "mask", "n_jets", "assignment", "fully_matched"):
             if key not in data.train:
@@ -136,20 +162,27 @@ class SpaNet(ModelFamily):
                               f"the dataset stores {data.train['jets'].shape[1]} jets per event")
         self.norm = None
         if self.standardize:
-            train = self._split(data.train, only_matched=True)
+            train = self._split(data.train, for_training=True)
             feats, mask = train.x[0], train.x[1].astype(bool)
             real = feats[mask]
             std = real.std(axis=0)
             self.norm = {"mean": real.mean(axis=0).tolist(), "std": np.where(std > 0, std, 1.0).tolist()}
-        train = self._split(data.train, only_matched=True)
-        self.chi2_params = fit_resolutions(self.chi2_params, train.meta["jets"], train.meta["assignment"])
+        train = self._split(self._augmented(data.train), for_training=True)
+        both = train.meta["fully_matched"]
+        self.chi2_params = fit_resolutions(self.chi2_params, train.meta["jets"][both],
+                                           train.meta["assignment"][both])
         return Prepared(
-            train=train, val=self._split(data.val, only_matched=True), test=self._split(data.test, only_matched=False),
-            input_names=["jets", "mask"], output_names=["b1", "q1", "q1p", "score1", "b2", "q2", "q2p", "score2"],
-            preprocessing={"features": list(FEATURES), "standardization": self.norm, "max_jets": self.max_jets,
-                           "train_val_events": "fully matched only",
-                           "chi2": {"m_top": self.chi2_params.m_top, "m_w": self.chi2_params.m_w,
-                                    "sigma_top": self.chi2_params.sigma_top, "sigma_w": self.chi2_params.sigma_w}})
+            train=train, val=self._split(data.val, for_training=True),
+            test=self._split(data.test, for_training=False),
+            input_names=["jets", "mask"],
+            output_names=["b1", "q1", "q1p", "score1", "b2", "q2", "q2p", "score2"],
+            preprocessing={
+                "features": list(self.features), "standardization": self.norm, "max_jets": self.max_jets,
+                "train_val_events": "at least one top fully matched",
+                "augment": f"{self.augment} rotated (phi) and reflected (eta) copies of the training events",
+                "chi2": {"m_top": self.chi2_params.m_top, "m_w": self.chi2_params.m_w,
+                         "sigma_top": self.chi2_params.sigma_top, "sigma_w": self.chi2_params.sigma_w},
+            })
 
     # ---------------------------------------------------------------------------------------- model
 
@@ -159,7 +192,7 @@ class SpaNet(ModelFamily):
         return Fx(t.bits, t.integer, False) if unsigned else Fx(t.bits, t.integer + 1)
 
     def _layer_types(self, name: str) -> tuple[Fx, Fx, Fx]:
-        """(weight, bias, activation) of a layer from `quantization` (QKeras convention: sign not in `integer`)."""
+        """(weight, bias, activation) of a layer from `quantization` (sign not counted in `integer`)."""
         q = self.cfg.quantization.for_layer(name)
         return self._fx(q.weight), self._fx(q.bias), self._fx(q.activation)
 
@@ -178,8 +211,8 @@ class SpaNet(ModelFamily):
 
     def _triplet_types(self) -> dict[str, Fx]:
         weight, bias, _ = self._layer_types("triplets")
-        return {"factor": self.types["factor"], "pair": self.types["pair"], "score": self.types["triplet_score"],
-                "weight": weight, "bias": bias}
+        return {"factor": self.types["factor"], "pair": self.types["pair"],
+                "score": self.types["triplet_score"], "weight": weight, "bias": bias}
 
     def build(self, quantized: bool) -> keras.Model:
         from qkeras import QConv1D, quantized_bits, quantized_relu
@@ -188,7 +221,7 @@ class SpaNet(ModelFamily):
         from trigger.hls_ext.train import SelfAttention, TripletScores
 
         n = self.max_jets
-        jets = keras.Input((n, len(FEATURES)), name="jets")
+        jets = keras.Input((n, len(self.features)), name="jets")
         mask = keras.Input((n,), name="mask")
         widths = {f"embed{i}": w for i, w in enumerate(self.embed)}
         d_model = self.embed[-1]
@@ -205,7 +238,8 @@ class SpaNet(ModelFamily):
                 else:
                     h = keras.layers.Conv1D(width, 1, activation="relu", name=name)(h)
             elif kind == "attention":
-                types = {k: v.to_list() for k, v in self._attention_types(name).items()} if quantized else None
+                types = ({k: v.to_list() for k, v in self._attention_types(name).items()}
+                         if quantized else None)
                 h = SelfAttention(self.head_dim, types, name=name)([h, mask])
             else:
                 types = {k: v.to_list() for k, v in self._triplet_types().items()} if quantized else None
@@ -213,9 +247,9 @@ class SpaNet(ModelFamily):
         return keras.Model([jets, mask], h, name="spanet")
 
     def compile_args(self) -> dict[str, Any]:
-        from trigger.hls_ext.train import event_accuracy, symmetric_triplet_loss
+        from trigger.hls_ext.train import symmetric_triplet_loss, top_accuracy
 
-        return {"loss": symmetric_triplet_loss, "metrics": [event_accuracy]}
+        return {"loss": symmetric_triplet_loss, "metrics": [top_accuracy]}
 
     def custom_objects(self) -> dict[str, Any]:
         from trigger.hls_ext.layers import CUSTOM_OBJECTS
@@ -229,7 +263,13 @@ class SpaNet(ModelFamily):
         from tensorflow import keras
 
         from trigger.hls_ext.fixed import quantize
-        from trigger.hls_ext.layers import ATTENTION_WEIGHTS, TRIPLET_WEIGHTS, FxDense, FxSelfAttention, FxTripletArgmax
+        from trigger.hls_ext.layers import (
+            ATTENTION_WEIGHTS,
+            TRIPLET_WEIGHTS,
+            FxDense,
+            FxSelfAttention,
+            FxTripletArgmax,
+        )
 
         triplets = model.get_layer("triplets")
         if not triplets.fx_types:
@@ -244,11 +284,6 @@ class SpaNet(ModelFamily):
         for name, kind in self._layer_names():
             trained = model.get_layer(name)
             weight_t, bias_t, _ = self._layer_types(name)
-
-            def on_grid(names: tuple[str, ...]) -> list[np.ndarray]:
-                w = dict(zip(names, trained.get_weights()))
-                return [quantize(w[k], bias_t if k.startswith("bias") else weight_t) for k in names]
-
             if kind == "dense":
                 kernel, bias = trained.get_weights()[:2]
                 layer = FxDense(kernel.shape[-1], True, {"in": in_t, "out": self._fx(
@@ -258,13 +293,13 @@ class SpaNet(ModelFamily):
                 h = layer(h)
             elif kind == "attention":
                 layer = FxSelfAttention(self.head_dim, {"in": in_t, **self._attention_types(name)},
-                                        exp_frac=self.exp_frac, exp_range=self.exp_range, inv_frac=self.inv_frac,
-                                        name=name)
-                values = on_grid(ATTENTION_WEIGHTS)
+                                        exp_frac=self.exp_frac, exp_range=self.exp_range,
+                                        inv_frac=self.inv_frac, name=name)
+                values = _on_grid(trained, ATTENTION_WEIGHTS, weight_t, bias_t)
                 h = layer([h, mask])
             else:
                 layer = FxTripletArgmax(self.rank, {"in": in_t, **self._triplet_types()}, name=name)
-                values = on_grid(TRIPLET_WEIGHTS)
+                values = _on_grid(trained, TRIPLET_WEIGHTS, weight_t, bias_t)
                 h = layer([h, mask])
             layer.set_weights(values)
             layer.check_grid()
@@ -279,30 +314,35 @@ class SpaNet(ModelFamily):
 
     # ------------------------------------------------------------------------------------ evaluation
 
-    def decode(self, outputs: np.ndarray | list[np.ndarray]) -> np.ndarray:
-        """(N, 2, 3) chosen (b, q, q') per head, from firmware outputs (N, 8) or logits (N, 2, n^3)."""
+    def decode(self, outputs: np.ndarray | list[np.ndarray], split: Split) -> np.ndarray:
+        """(N, 2, 3) chosen (b, q, q') per head, from firmware outputs (N, 8) or from a trained model's logits
+        (N, 2, n^3), which are decoded exactly as on chip (`greedy_assign`)."""
+        from trigger.hls_ext.fixed import greedy_assign
+
         out = np.asarray(outputs[0] if isinstance(outputs, list) else outputs)
         if out.ndim == 2 and out.shape[1] == 8:
             return out.reshape(-1, 2, 4)[..., :3].astype(np.int64)
         n = self.max_jets
-        best = out.reshape(len(out), 2, n ** 3).argmax(axis=-1)
+        best = greedy_assign(out.reshape(len(out), 2, n, n, n), split.x[1])
         chosen = np.stack([best // (n * n), (best // n) % n, best % n], axis=-1)
-        found = out.reshape(len(out), 2, n ** 3).max(axis=-1) > -1.0e8
-        return np.where(found[..., None], chosen, -1)
+        return np.where(best[..., None] >= 0, chosen, -1)
 
     def evaluate(self, outputs: np.ndarray | list[np.ndarray], split: Split) -> dict[str, Any]:
         """Full-event and per-top efficiencies by jet multiplicity on fully matched events, and the chi-square
-        baseline on the same events with its cost."""
-        result = efficiencies(self.decode(outputs), split.meta)
-        key = id(split)
-        if key not in self._chi2_cache:
-            self._chi2_cache[key] = self.chi2_baseline(split)
-        result["chi2"] = self._chi2_cache[key]
+        baselines on the same events with their cost: `chi2` as issue 5 defines it (masses only) and
+        `chi2_btag` with the b slots restricted to b-tagged jets."""
+        result = efficiencies(self.decode(outputs, split), split.meta)
+        for key, use_btag in (("chi2", False), ("chi2_btag", True)):
+            cache = (id(split), use_btag)
+            if cache not in self._chi2_cache:
+                self._chi2_cache[cache] = self.chi2_baseline(split, use_btag)
+            result[key] = self._chi2_cache[cache]
         return result
 
-    def chi2_baseline(self, split: Split) -> dict[str, Any]:
+    def chi2_baseline(self, split: Split, use_btag: bool) -> dict[str, Any]:
         start = time.perf_counter()
-        chosen, perms = chi2_assign(split.meta["jets"], split.meta["n_jets"], self.chi2_params, self.max_jets)
+        params = replace(self.chi2_params, use_btag=use_btag)
+        chosen, perms = chi2_assign(split.meta["jets"], split.meta["n_jets"], params, self.max_jets)
         elapsed = time.perf_counter() - start
         result = efficiencies(chosen, split.meta)
         result["cost"] = {
@@ -316,10 +356,12 @@ class SpaNet(ModelFamily):
     def summary_lines(self, metrics: dict[str, Any]) -> list[str]:
         rows = [("float", metrics.get("float")), ("quantized", metrics.get("quantized")),
                 ("C simulation", metrics.get("csim"))]
-        chi2 = next((m["chi2"] for m in metrics.values() if m and "chi2" in m), None)
-        if chi2 is not None:
-            rows.append(("chi-square", chi2))
-        lines = ["| model | " + " | ".join(f"{label} jets: event / top" for label, _, _ in MULTIPLICITIES) + " |",
+        for key, label in (("chi2", "chi-square (masses)"), ("chi2_btag", "chi-square (masses + b-tag)")):
+            baseline = next((m[key] for m in metrics.values() if m and key in m), None)
+            if baseline is not None:
+                rows.append((label, baseline))
+        header = " | ".join(f"{label} jets: event / top" for label, _, _ in MULTIPLICITIES)
+        lines = [f"| model | {header} |",
                  "|---|" + "---|" * len(MULTIPLICITIES)]
         for label, m in rows:
             if not m:
@@ -327,9 +369,18 @@ class SpaNet(ModelFamily):
             cells = []
             for mult, _, _ in MULTIPLICITIES:
                 entry = m["by_multiplicity"].get(mult) or {}
-                cells.append(f"{_pct(entry.get('event'))} / {_pct(entry.get('top'))} (n={entry.get('events', 0)})")
+                count = entry.get("events", 0)
+                cells.append(f"{_pct(entry.get('event'))} / {_pct(entry.get('top'))} (n={count})")
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         return lines
+
+
+def _on_grid(layer: Any, names: tuple[str, ...], weight_t: Fx, bias_t: Fx) -> list[np.ndarray]:
+    """A trained layer's weights in `names` order, rounded onto the weight and bias grids."""
+    from trigger.hls_ext.fixed import quantize
+
+    w = dict(zip(names, layer.get_weights(), strict=True))
+    return [quantize(w[k], bias_t if k.startswith("bias") else weight_t) for k in names]
 
 
 def _pct(value: float | None) -> str:
@@ -337,12 +388,14 @@ def _pct(value: float | None) -> str:
 
 
 def triplet_targets(assignment: np.ndarray, n: int) -> np.ndarray:
-    """(N, 6) parton-jet indices -> (N, 2) flat triplet index b*n^2 + min(q, q')*n + max(q, q') per top."""
+    """(N, 6) parton-jet indices -> (N, 2) flat triplet index b*n^2 + min(q, q')*n + max(q, q') per top, or
+    -1 for a top with an unmatched (or truncated) jet."""
     a = assignment.astype(np.int64)
     out = []
     for t in range(2):
         b, qa, qb = a[:, 3 * t], a[:, 3 * t + 1], a[:, 3 * t + 2]
-        out.append(b * n * n + np.minimum(qa, qb) * n + np.maximum(qa, qb))
+        ok = (np.minimum(np.minimum(b, qa), qb) >= 0) & (np.maximum(np.maximum(b, qa), qb) < n)
+        out.append(np.where(ok, b * n * n + np.minimum(qa, qb) * n + np.maximum(qa, qb), -1))
     return np.stack(out, axis=1)
 
 
@@ -367,7 +420,7 @@ def efficiencies(chosen: np.ndarray, meta: dict[str, np.ndarray]) -> dict[str, A
     """Full-event (both tops right) and per-top efficiency on fully matched events, by jet multiplicity."""
     matches = top_matches(chosen, meta["assignment"])
     by: dict[str, Any] = {}
-    for label, lo, hi in MULTIPLICITIES + (("all", 0, 99),):
+    for label, lo, hi in (*MULTIPLICITIES, ("all", 0, 99)):
         sel = _select(meta, lo, hi)
         count = int(sel.sum())
         by[label] = {"events": count,
@@ -375,4 +428,5 @@ def efficiencies(chosen: np.ndarray, meta: dict[str, np.ndarray]) -> dict[str, A
                      "top": float(np.mean(matches[sel]) / 2) if count else None}
     flat = np.sort(chosen.reshape(len(chosen), 6), axis=1)
     overlap = np.any(flat[:, 1:] == flat[:, :-1], axis=1)
-    return {"by_multiplicity": by, "overlapping_tops_fraction": float(overlap.mean()) if len(chosen) else None}
+    return {"by_multiplicity": by,
+            "overlapping_tops_fraction": float(overlap.mean()) if len(chosen) else None}

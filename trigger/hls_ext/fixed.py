@@ -72,7 +72,7 @@ def quantize(x: np.ndarray | float, t: Fx) -> np.ndarray:
 
 
 def exact_sum_type(a: Fx, b: Fx, terms: int, extra: Fx | None = None) -> Fx:
-    """A type that holds a sum of `terms` products a*b (plus one `extra` value) without rounding or overflow."""
+    """A type holding a sum of `terms` products a*b (plus one `extra` value) without rounding or overflow."""
     frac = a.frac + b.frac
     integer = a.integer + b.integer + max(1, math.ceil(math.log2(terms + 1))) + 1
     if extra is not None:
@@ -85,12 +85,13 @@ def exact_sum_type(a: Fx, b: Fx, terms: int, extra: Fx | None = None) -> Fx:
 # FxDense: a dense layer shared over jets (a kernel-1 convolution).
 
 
-def dense_ref(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, in_t: Fx, out_t: Fx, relu: bool) -> np.ndarray:
+def dense_ref(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, types: dict[str, Fx],
+              relu: bool) -> np.ndarray:
     """(..., n, d_in) -> (..., n, d_out): quantize(relu(x_q @ W + b)) with an exact accumulator."""
-    acc = quantize(x, in_t) @ kernel.astype(np.float64) + bias.astype(np.float64)
+    acc = quantize(x, types["in"]) @ kernel.astype(np.float64) + bias.astype(np.float64)
     if relu:
         acc = np.maximum(acc, 0.0)
-    return quantize(acc, out_t)
+    return quantize(acc, types["out"])
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -114,11 +115,12 @@ class SoftmaxTables:
     inv: np.ndarray
 
 
-def softmax_tables(exp_frac: int, exp_range: int, inv_frac: int, n_keys: int, exp_t: Fx, inv_t: Fx) -> SoftmaxTables:
+def softmax_tables(exp_frac: int, exp_range: int, inv_frac: int, n_keys: int,
+                   types: dict[str, Fx]) -> SoftmaxTables:
     exp_size = exp_range * 2 ** exp_frac
-    exp_table = quantize(np.exp(-np.arange(exp_size) / 2.0 ** exp_frac), exp_t)
+    exp_table = quantize(np.exp(-np.arange(exp_size) / 2.0 ** exp_frac), types["exp"])
     inv_size = (n_keys - 1) * 2 ** inv_frac + 1
-    inv_table = quantize(1.0 / (1.0 + (np.arange(inv_size) + 0.5) / 2.0 ** inv_frac), inv_t)
+    inv_table = quantize(1.0 / (1.0 + (np.arange(inv_size) + 0.5) / 2.0 ** inv_frac), types["inv"])
     return SoftmaxTables(exp_frac, exp_size, inv_frac, inv_size, exp_table, inv_table)
 
 
@@ -179,21 +181,52 @@ def valid_triplets(mask: np.ndarray) -> np.ndarray:
             & (distinct & ordered)[None])
 
 
+def first_argmax(scores: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(B, M) scores, (B, M) allowed -> flat index of the first maximum among allowed entries (-1 if none)
+    and its score; "first" in flat (b, q, q') lexicographic order, as a strict `>` scan in the C++."""
+    masked = np.where(ok, scores, -np.inf)
+    best = masked.argmax(axis=-1)
+    found = ok.any(axis=-1)
+    return np.where(found, best, -1), np.take_along_axis(masked, best[:, None], axis=-1)[:, 0]
+
+
+def greedy_assign(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(B, 2, n, n, n) scores -> (B, 2) flat triplet per top, the two tops sharing no jet when possible.
+
+    Each top takes its best valid triplet; the top with the higher score (top 1 on a tie) keeps it and the
+    other takes its best triplet among those disjoint from it, or keeps its own when there is none (fewer
+    than six jets). This is SPA-Net's greedy decoding of the two tops, with raw scores as the ranking.
+    """
+    events, _, n = scores.shape[:3]
+    ok = valid_triplets(mask).reshape(events, 1, n ** 3)
+    flat = scores.reshape(events, 2, n ** 3)
+    firsts = [first_argmax(flat[:, t], ok[:, 0]) for t in range(2)]
+    (best0, score0), (best1, score1) = firsts
+    winner = np.where((best1 >= 0) & ((best0 < 0) | (score1 > score0)), 1, 0)
+    won = np.where(winner == 1, best1, best0)
+    idx = np.arange(n ** 3)
+    jets_of = np.stack([idx // (n * n), (idx // n) % n, idx % n], axis=-1)  # (M, 3)
+    won_jets = jets_of[np.maximum(won, 0)]  # (B, 3)
+    disjoint = ~np.any(jets_of[None, :, :, None] == won_jets[:, None, None, :], axis=(-1, -2))
+    loser_scores = np.where(winner[:, None] == 1, flat[:, 0], flat[:, 1])
+    second, _ = first_argmax(loser_scores, ok[:, 0] & disjoint)
+    lost = np.where(second >= 0, second, np.where(winner == 1, best0, best1))
+    return np.where(winner[:, None] == 1, np.stack([lost, won], 1), np.stack([won, lost], 1))
+
+
 def triplet_argmax_ref(x: np.ndarray, mask: np.ndarray, w: dict[str, np.ndarray], types: dict[str, Fx]
                        ) -> np.ndarray:
-    """(B, n, d) x (B, n) -> (B, 8) = (b, q, q', score) per top.
+    """(B, n, d) x (B, n) -> (B, 8) = (b, q, q', score) per top, decoded by `greedy_assign`.
 
-    The first maximum in (b, q, q') lexicographic order wins, as in the C++ loop with a strict `>`; an event
-    without a valid triplet gives indices -1 and the most negative score.
+    An event without a valid triplet gives indices -1 and the most negative score.
     """
     scores = triplet_scores_ref(x, w, types)
-    n = scores.shape[-1]
-    ok = valid_triplets(mask)[:, None]
-    flat = np.where(ok, scores, -np.inf).reshape(scores.shape[0], 2, n ** 3)
-    best = flat.argmax(axis=-1)
-    best_score = np.take_along_axis(flat, best[..., None], axis=-1)[..., 0]
-    found = np.isfinite(best_score)
-    b, q1, q2 = best // (n * n), (best // n) % n, best % n
-    out = np.stack([np.where(found, b, -1), np.where(found, q1, -1), np.where(found, q2, -1),
-                    np.where(found, best_score, types["score"].min)], axis=-1).astype(np.float64)
-    return out.reshape(scores.shape[0], 8)
+    events, n = scores.shape[0], scores.shape[-1]
+    chosen = greedy_assign(scores, mask)
+    flat = scores.reshape(events, 2, n ** 3)
+    found = chosen >= 0
+    safe = np.maximum(chosen, 0)
+    score = np.where(found, np.take_along_axis(flat, safe[..., None], axis=-1)[..., 0], types["score"].min)
+    b, q1, q2 = safe // (n * n), (safe // n) % n, safe % n
+    out = np.stack([np.where(found, b, -1), np.where(found, q1, -1), np.where(found, q2, -1), score], axis=-1)
+    return out.astype(np.float64).reshape(events, 8)

@@ -18,13 +18,14 @@ from hls4ml.converters import register_keras_v2_layer_handler
 from hls4ml.model.layers import Layer, register_layer
 from hls4ml.model.types import FixedPrecisionType
 
+from trigger.hls_ext import estimate
 from trigger.hls_ext.fixed import Fx, exact_sum_type, softmax_tables
 from trigger.hls_ext.layers import ATTENTION_WEIGHTS, TRIPLET_WEIGHTS
 
 HEADER = Path(__file__).with_name("nnet_spanet.h")
 INCLUDE = ["nnet_utils/nnet_spanet.h"]
 BACKENDS = ("Vivado", "Vitis")
-_registered = False
+_REGISTERED: set[str] = set()  # holds "spanet" once registered (hls4ml refuses a second registration)
 
 
 def hls_precision(t: Fx) -> FixedPrecisionType:
@@ -41,7 +42,8 @@ def _weight_data(data_reader: Any, layer_name: str, name: str) -> np.ndarray:
     return np.asarray(data)
 
 
-def _parse_common(keras_layer: dict[str, Any], input_names: list[str] | None, class_name: str) -> dict[str, Any]:
+def _parse_common(keras_layer: dict[str, Any], input_names: list[str] | None,
+                  class_name: str) -> dict[str, Any]:
     config = keras_layer["config"]
     layer: dict[str, Any] = {"class_name": class_name, "name": config["name"], "types": config["types"]}
     if input_names is not None:
@@ -72,8 +74,8 @@ def parse_fx_attention(keras_layer: dict[str, Any], input_names: list[str] | Non
     return layer, list(shape)
 
 
-def parse_fx_triplet(keras_layer: dict[str, Any], input_names: list[str] | None, input_shapes: list[list[Any]],
-                     data_reader: Any) -> tuple[dict[str, Any], list[Any]]:
+def parse_fx_triplet(keras_layer: dict[str, Any], input_names: list[str] | None,
+                     input_shapes: list[list[Any]], data_reader: Any) -> tuple[dict[str, Any], list[Any]]:
     layer = _parse_common(keras_layer, input_names, "FxTripletArgmaxHLS")
     shape = input_shapes[0]
     layer.update(n_items=shape[1], n_in=shape[2], n_rank=keras_layer["config"]["rank"])
@@ -89,8 +91,8 @@ class _FxLayerHLS(Layer):
         return Fx.of(self.get_attr("types")[name])
 
     def add_fx_weight(self, name: str, var_name: str, kind: str, data: np.ndarray | None = None) -> None:
-        self.add_weights_variable(name=name, var_name=f"{var_name}{{index}}", type_name=f"fx{kind}{{index}}_t",
-                                  precision=hls_precision(self.fx(kind)),
+        self.add_weights_variable(name=name, var_name=f"{var_name}{{index}}",
+                                  type_name=f"fx{kind}{{index}}_t", precision=hls_precision(self.fx(kind)),
                                   data=self.get_attr(f"{name}_data") if data is None else data)
 
     def type_name(self, name: str) -> str:
@@ -112,8 +114,9 @@ class FxSelfAttentionHLS(_FxLayerHLS):
         for name in ATTENTION_WEIGHTS:
             self.add_fx_weight(name, f"fx{name.replace('kernel_', 'w').replace('bias_', 'b')}",
                                "bias" if name.startswith("bias") else "weight")
-        tables = softmax_tables(self.get_attr("exp_frac"), self.get_attr("exp_range"), self.get_attr("inv_frac"),
-                                self.get_attr("n_items"), self.fx("exp"), self.fx("inv"))
+        tables = softmax_tables(self.get_attr("exp_frac"), self.get_attr("exp_range"),
+                                self.get_attr("inv_frac"), self.get_attr("n_items"),
+                                {"exp": self.fx("exp"), "inv": self.fx("inv")})
         self.set_attr("exp_size", tables.exp_size)
         self.set_attr("inv_size", tables.inv_size)
         self.add_fx_weight("exp_table", "fxexp", "exp", tables.exp)
@@ -129,7 +132,7 @@ class FxTripletArgmaxHLS(_FxLayerHLS):
 
 
 def _typedefs(types: dict[str, Fx | str], accumulators: dict[str, Fx]) -> str:
-    """Typedef lines: rounded, saturated result types (or hls4ml type names) and exact wrap/truncate accumulators."""
+    """Typedefs: rounded, saturated results (or hls4ml type names) and exact wrap/truncate accumulators."""
     lines = [f"    typedef {t.cpp() if isinstance(t, Fx) else t} {name};\n" for name, t in types.items()]
     lines += [f"    typedef {t.cpp(rounding=False)} {name};\n" for name, t in accumulators.items()]
     return "".join(lines)
@@ -179,7 +182,8 @@ class FxSelfAttentionConfig(LayerConfigTemplate):
             "proj_acc_t": exact_sum_type(node.fx("in"), node.fx("weight"), d, node.fx("bias")),
             "score_acc_t": exact_sum_type(node.fx("qkv"), node.fx("qkv"), h),
             "ctx_acc_t": exact_sum_type(node.fx("attn"), node.fx("qkv"), n),
-            "out_acc_t": exact_sum_type(node.fx("ctx"), node.fx("weight"), h, _union(node.fx("in"), node.fx("bias"))),
+            "out_acc_t": exact_sum_type(node.fx("ctx"), node.fx("weight"), h,
+                                        _union(node.fx("in"), node.fx("bias"))),
             "dist_t": Fx(score.width + 1, score.integer + 1, False),
             "sum_t": Fx(exp.width + log_n + 1, exp.integer + log_n + 1, False),
         }
@@ -261,9 +265,8 @@ class FxTripletArgmaxFunction(_FxFunction):
 
 
 def register() -> None:
-    """Teach hls4ml the SPA-Net layers (parsers, IR layers, Vivado/Vitis templates, C++ header); idempotent."""
-    global _registered
-    if _registered:
+    """Teach hls4ml the SPA-Net layers (parsers, IR layers, Vivado/Vitis templates, C++ header), once."""
+    if _REGISTERED:
         return
     for keras_name, parser in (("FxDense", parse_fx_dense), ("FxSelfAttention", parse_fx_attention),
                                ("FxTripletArgmax", parse_fx_triplet)):
@@ -276,4 +279,5 @@ def register() -> None:
                          FxSelfAttentionFunction, FxTripletArgmaxFunction):
             backend.register_template(template)
         backend.register_source(HEADER)
-    _registered = True
+    estimate.register()
+    _REGISTERED.add("spanet")

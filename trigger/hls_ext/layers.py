@@ -59,7 +59,7 @@ class _FxLayer(keras.layers.Layer):
 
 
 class FxDense(_FxLayer):
-    """A dense layer shared over jets: (B, n, d_in) -> (B, n, units), optional ReLU; types in, out, weight, bias."""
+    """A dense layer shared over jets, (B, n, d_in) -> (B, n, units), optional ReLU."""
 
     def __init__(self, units: int, relu: bool, types: dict[str, Any], **kwargs: Any) -> None:
         super().__init__(types, **kwargs)
@@ -68,13 +68,14 @@ class FxDense(_FxLayer):
         self.relu = relu
 
     def build(self, input_shape: Any) -> None:
-        self.kernel = self.add_weight(name="kernel", shape=(int(input_shape[-1]), self.units), initializer="zeros")
+        self.kernel = self.add_weight(name="kernel", shape=(int(input_shape[-1]), self.units),
+                                      initializer="zeros")
         self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
         super().build(input_shape)
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
         def forward(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
-            out = dense_ref(x, kernel, bias, self.fx_types["in"], self.fx_types["out"], self.relu)
+            out = dense_ref(x, kernel, bias, self.fx_types, self.relu)
             return out.astype(np.float32)
 
         out = tf.numpy_function(forward, [inputs, self.kernel, self.bias], tf.float32)
@@ -86,7 +87,7 @@ class FxDense(_FxLayer):
 
 
 class FxSelfAttention(_FxLayer):
-    """Masked one-head self-attention with a look-up-table softmax and a residual: [(B, n, d), (B, n)] -> (B, n, d)."""
+    """Masked one-head self-attention, table softmax, residual: [(B, n, d), (B, n)] -> (B, n, d)."""
 
     def __init__(self, head_dim: int, types: dict[str, Any], exp_frac: int = 4, exp_range: int = 8,
                  inv_frac: int = 5, **kwargs: Any) -> None:
@@ -102,16 +103,16 @@ class FxSelfAttention(_FxLayer):
         h = self.head_dim
         shapes = {"kernel_q": (d, h), "bias_q": (h,), "kernel_k": (d, h), "bias_k": (h,), "kernel_v": (d, h),
                   "bias_v": (h,), "kernel_o": (h, d), "bias_o": (d,)}
-        self.fx_weights = [self.add_weight(name=k, shape=shapes[k], initializer="zeros") for k in ATTENTION_WEIGHTS]
-        self.tables = softmax_tables(self.exp_frac, self.exp_range, self.inv_frac, n, self.fx_types["exp"],
-                                     self.fx_types["inv"])
+        self.fx_weights = [self.add_weight(name=k, shape=shapes[k], initializer="zeros")
+                           for k in ATTENTION_WEIGHTS]
+        self.tables = softmax_tables(self.exp_frac, self.exp_range, self.inv_frac, n, self.fx_types)
         super().build(input_shape)
 
     def call(self, inputs: list[tf.Tensor]) -> tf.Tensor:
         x, mask = inputs
 
         def forward(x: np.ndarray, mask: np.ndarray, *weights: np.ndarray) -> np.ndarray:
-            w = dict(zip(ATTENTION_WEIGHTS, weights))
+            w = dict(zip(ATTENTION_WEIGHTS, weights, strict=True))
             return attention_ref(x, mask, w, self.fx_types, self.tables).astype(np.float32)
 
         out = tf.numpy_function(forward, [x, mask, *self.fx_weights], tf.float32)
@@ -133,20 +134,21 @@ class FxTripletArgmax(_FxLayer):
         super().__init__(types, **kwargs)
         _types(self.fx_types, TRIPLET_TYPES, self.name)
         if self.fx_types["score"].max < 15:
-            raise ValueError(f"{self.name}: the score type {self.fx_types['score'].cpp()} must hold jet indices")
+            raise ValueError(f"{self.name}: {self.fx_types['score'].cpp()} cannot hold the jet indices")
         self.rank = rank
 
     def build(self, input_shape: Any) -> None:
         d, r = int(input_shape[0][-1]), self.rank
         shapes = {"kernel_b": (2, d, r), "bias_b": (2, r), "kernel_p": (2, d, r), "bias_p": (2, r)}
-        self.fx_weights = [self.add_weight(name=k, shape=shapes[k], initializer="zeros") for k in TRIPLET_WEIGHTS]
+        self.fx_weights = [self.add_weight(name=k, shape=shapes[k], initializer="zeros")
+                           for k in TRIPLET_WEIGHTS]
         super().build(input_shape)
 
     def call(self, inputs: list[tf.Tensor]) -> tf.Tensor:
         x, mask = inputs
 
         def forward(x: np.ndarray, mask: np.ndarray, *weights: np.ndarray) -> np.ndarray:
-            w = dict(zip(TRIPLET_WEIGHTS, weights))
+            w = dict(zip(TRIPLET_WEIGHTS, weights, strict=True))
             return triplet_argmax_ref(x, mask, w, self.fx_types).astype(np.float32)
 
         out = tf.numpy_function(forward, [x, mask, *self.fx_weights], tf.float32)

@@ -168,8 +168,40 @@ Queries:
     }
 }
 
-// Symmetric triplet scores S[t][i][j][k] = sum_r u[t][i][r] * pair_t(v[t][j][r] * v[t][k][r]) and, per top t,
-// the first maximum over valid, distinct triplets with j < k: res = (b, q, q', score) for t = 0, 1.
+// First maximum (strict '>' scan in (b, q, q') order) over the valid triplets that share no jet with
+// (xi, xj, xk); pass xi = -1 to exclude nothing. Returns false when no triplet is allowed.
+template <typename CONFIG_T>
+bool fx_triplet_scan(typename CONFIG_T::score_t scores[CONFIG_T::n_items][CONFIG_T::n_items][CONFIG_T::n_items],
+                     bool ok[CONFIG_T::n_items][CONFIG_T::n_items][CONFIG_T::n_items], int xi, int xj, int xk,
+                     typename CONFIG_T::score_t &best, int &bi, int &bj, int &bk) {
+    #pragma HLS INLINE
+    const int N = CONFIG_T::n_items;
+    bool found = false;
+    for (int i = 0; i < N; i++) {
+        #pragma HLS UNROLL
+        for (int j = 0; j < N; j++) {
+            #pragma HLS UNROLL
+            for (int k = j + 1; k < N; k++) {
+                #pragma HLS UNROLL
+                bool shares = i == xi || i == xj || i == xk || j == xi || j == xj || j == xk || k == xi ||
+                              k == xj || k == xk;
+                if (!ok[i][j][k] || (xi >= 0 && shares)) continue;
+                if (!found || scores[i][j][k] > best) {
+                    found = true;
+                    best = scores[i][j][k];
+                    bi = i;
+                    bj = j;
+                    bk = k;
+                }
+            }
+        }
+    }
+    return found;
+}
+
+// Symmetric triplet scores S[t][i][j][k] = sum_r u[t][i][r] * pair_t(v[t][j][r] * v[t][k][r]) over valid,
+// distinct triplets with j < k, then the greedy two-top decoding of fixed.greedy_assign:
+// res = (b, q, q', score) for t = 0, 1.
 template <class data_T, class mask_T, class res_T, typename CONFIG_T>
 void fx_triplet_argmax(data_T data[CONFIG_T::n_items * CONFIG_T::n_in], mask_T mask[CONFIG_T::n_items],
                        res_T res[8],
@@ -197,6 +229,20 @@ void fx_triplet_argmax(data_T data[CONFIG_T::n_items * CONFIG_T::n_in], mask_T m
             x[j][i] = data[j * D + i];
         }
     }
+    bool ok[N][N][N];
+    #pragma HLS ARRAY_PARTITION variable=ok complete dim=0
+    for (unsigned i = 0; i < N; i++) {
+        #pragma HLS UNROLL
+        for (unsigned j = 0; j < N; j++) {
+            #pragma HLS UNROLL
+            for (unsigned k = 0; k < N; k++) {
+                #pragma HLS UNROLL
+                ok[i][j][k] = valid[i] && valid[j] && valid[k] && i != j && i != k && j < k;
+            }
+        }
+    }
+    score_t scores[2][N][N][N];
+    #pragma HLS ARRAY_PARTITION variable=scores complete dim=0
 Tops:
     for (unsigned t = 0; t < 2; t++) {
         #pragma HLS UNROLL
@@ -207,44 +253,52 @@ Tops:
                    typename CONFIG_T::proj_acc_t, N, D, R>(x, u, wb + t * D * R, bb + t * R);
         fx_project<in_t, factor_t, typename CONFIG_T::weight_t, typename CONFIG_T::bias_t,
                    typename CONFIG_T::proj_acc_t, N, D, R>(x, v, wp + t * D * R, bp + t * R);
-        bool found = false;
-        score_t best = 0;
-        int best_i = -1, best_j = -1, best_k = -1;
         for (unsigned i = 0; i < N; i++) {
             #pragma HLS UNROLL
             for (unsigned j = 0; j < N; j++) {
                 #pragma HLS UNROLL
                 for (unsigned k = j + 1; k < N; k++) {
                     #pragma HLS UNROLL
-                    if (!(valid[i] && valid[j] && valid[k] && i != j && i != k)) continue;
+                    if (i == j || i == k) continue;
                     typename CONFIG_T::score_acc_t acc = 0;
                     for (unsigned r = 0; r < R; r++) {
                         #pragma HLS UNROLL
                         pair_t p = v[j][r] * v[k][r];
                         acc += u[i][r] * p;
                     }
-                    score_t s = acc;
-                    if (!found || s > best) {
-                        found = true;
-                        best = s;
-                        best_i = i;
-                        best_j = j;
-                        best_k = k;
-                    }
+                    scores[t][i][j][k] = acc;
                 }
             }
         }
-        res[4 * t + 0] = best_i;
-        res[4 * t + 1] = best_j;
-        res[4 * t + 2] = best_k;
-        if (found) {
-            res[4 * t + 3] = best;
-        } else {
-            res_T lowest;
-            lowest.range() = 0;
-            lowest[res_T::width - 1] = 1;
-            res[4 * t + 3] = lowest;
-        }
+    }
+    score_t best[2];
+    int bi[2] = {-1, -1}, bj[2] = {-1, -1}, bk[2] = {-1, -1};
+    bool found[2];
+    for (unsigned t = 0; t < 2; t++) {
+        #pragma HLS UNROLL
+        best[t] = 0;
+        found[t] = fx_triplet_scan<CONFIG_T>(scores[t], ok, -1, -1, -1, best[t], bi[t], bj[t], bk[t]);
+    }
+    // The better top keeps its triplet; the other re-chooses among the triplets disjoint from it.
+    const int w = (found[1] && (!found[0] || best[1] > best[0])) ? 1 : 0;
+    const int l = 1 - w;
+    score_t second = 0;
+    int si = -1, sj = -1, sk = -1;
+    if (found[w] && fx_triplet_scan<CONFIG_T>(scores[l], ok, bi[w], bj[w], bk[w], second, si, sj, sk)) {
+        best[l] = second;
+        bi[l] = si;
+        bj[l] = sj;
+        bk[l] = sk;
+    }
+    res_T lowest;
+    lowest.range() = 0;
+    lowest[res_T::width - 1] = 1;
+    for (unsigned t = 0; t < 2; t++) {
+        #pragma HLS UNROLL
+        res[4 * t + 0] = bi[t];
+        res[4 * t + 1] = bj[t];
+        res[4 * t + 2] = bk[t];
+        res[4 * t + 3] = found[t] ? (res_T)best[t] : lowest;
     }
 }
 

@@ -1,4 +1,4 @@
-"""Trainable twins of the SPA-Net extension layers (float, or quantization-aware with straight-through rounding).
+"""Trainable twins of the SPA-Net extension layers: float, or quantization-aware (straight-through rounding).
 
 They compute what `FxSelfAttention` and `FxTripletArgmax` compute, except that the softmax is exact and the
 triplet head returns all masked logits for the loss instead of their argmax. With `types` set, weights and
@@ -22,7 +22,7 @@ NEG = -1.0e9  # logit of an invalid key or triplet
 
 
 def fake_quant(x: tf.Tensor, t: Fx | None) -> tf.Tensor:
-    """Round to nearest and saturate to `t` in the forward pass, identity gradient; identity if `t` is None."""
+    """Round to nearest and saturate to `t` going forward, identity gradient; identity if `t` is None."""
     if t is None:
         return x
     scale = 2.0 ** t.frac
@@ -87,7 +87,7 @@ def triplet_mask(mask: tf.Tensor) -> tf.Tensor:
 
 
 class TripletScores(_QuantAware):
-    """[(B, n, d), (B, n)] -> (B, 2, n^3) logits S[t, (i, j, k)] = sum_r u[t,i,r] v[t,j,r] v[t,k,r], masked."""
+    """[(B, n, d), (B, n)] -> (B, 2, n^3) masked logits S[t, (i, j, k)] = sum_r u[t,i,r] v[t,j,r] v[t,k,r]."""
 
     def __init__(self, rank: int, types: dict[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(types, **kwargs)
@@ -118,26 +118,30 @@ class TripletScores(_QuantAware):
 
 
 def symmetric_triplet_loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
-    """Cross-entropy of the two tops' true triplets, minimised over the t <-> tbar swap of the heads.
+    """Cross-entropy of the tops' true triplets, minimised over the t <-> tbar swap of the heads.
 
-    y_true is (B, 2): flat index b*n^2 + q*n + q' (q < q') of each top's triplet; y_pred are the logits.
+    y_true is (B, 2): flat index b*n^2 + q*n + q' (q < q') of each top's triplet, -1 for a top that is not
+    fully matched (it does not contribute); y_pred are the logits.
     """
     logp = tf.nn.log_softmax(y_pred, axis=-1)
-    target = tf.cast(y_true, tf.int32)
+    valid = tf.cast(y_true >= 0, logp.dtype)
+    target = tf.cast(tf.maximum(y_true, 0), tf.int32)
     direct = tf.gather(logp, target, axis=2, batch_dims=1)  # (B, head, top)
-    straight = -(direct[:, 0, 0] + direct[:, 1, 1])
-    swapped = -(direct[:, 0, 1] + direct[:, 1, 0])
+    straight = -(direct[:, 0, 0] * valid[:, 0] + direct[:, 1, 1] * valid[:, 1])
+    swapped = -(direct[:, 0, 1] * valid[:, 1] + direct[:, 1, 0] * valid[:, 0])
     return tf.minimum(straight, swapped)
 
 
-def event_accuracy(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
-    """Fraction of events whose two per-head argmaxes are the two true triplets, in either order."""
+def top_accuracy(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+    """Per event, the fraction of its matched tops whose triplet is a head's argmax (better head order)."""
     best = tf.argmax(y_pred, axis=-1, output_type=tf.int32)
     target = tf.cast(y_true, tf.int32)
-    straight = (best[:, 0] == target[:, 0]) & (best[:, 1] == target[:, 1])
-    swapped = (best[:, 0] == target[:, 1]) & (best[:, 1] == target[:, 0])
-    return tf.cast(straight | swapped, tf.float32)
+    hit = tf.cast(best[:, :, None] == target[:, None, :], tf.float32)  # (B, head, top); -1 never hits
+    right = tf.maximum(hit[:, 0, 0] + hit[:, 1, 1], hit[:, 0, 1] + hit[:, 1, 0])
+    return right / tf.maximum(tf.reduce_sum(tf.cast(target >= 0, tf.float32), axis=1), 1.0)
 
 
-TRAIN_OBJECTS: dict[str, Any] = {"SelfAttention": SelfAttention, "TripletScores": TripletScores,
-                                 "symmetric_triplet_loss": symmetric_triplet_loss, "event_accuracy": event_accuracy}
+TRAIN_OBJECTS: dict[str, Any] = {
+    "SelfAttention": SelfAttention, "TripletScores": TripletScores,
+    "symmetric_triplet_loss": symmetric_triplet_loss, "top_accuracy": top_accuracy,
+}

@@ -20,7 +20,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from trigger.data.events import library_versions
+from trigger.data.events import derive_seed, library_versions
 from trigger.data.spec import DatasetSpec, Stream
 from trigger.errors import InputError
 
@@ -92,7 +92,7 @@ def _temporary_path(out: Path) -> Path:
     return tmp
 
 
-def generate(dataset: str, events: int, seed: int, out: str | Path | None = None, workers: int = 1,
+def generate(dataset: str, events: int, seed: int, out: str | Path | None = None, *, workers: int = 1,
              progress: bool = True) -> Path:
     """Generate `events` rows (jets for `jets`, events otherwise) of `dataset` into `out` and return its path.
 
@@ -102,8 +102,8 @@ def generate(dataset: str, events: int, seed: int, out: str | Path | None = None
     out = Path(out) if out is not None else Path("data") / f"{dataset}.h5"
     tmp = _temporary_path(out)
     try:
-        _write(spec, events, seed, tmp, workers, progress)
-        os.replace(tmp, out)
+        _write(spec, events, seed, tmp, workers=workers, progress=progress)
+        tmp.replace(out)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -113,19 +113,19 @@ def generate(dataset: str, events: int, seed: int, out: str | Path | None = None
 def _tasks(spec: DatasetSpec, quotas: list[int], done: list[int]) -> Iterator[tuple[int, int]]:
     """(stream, chunk) in round-robin order over streams that still need rows when the task is drawn."""
     chunk = 0
-    while any(d < q for d, q in zip(done, quotas)):
+    while any(d < q for d, q in zip(done, quotas, strict=False)):
         for s in range(len(spec.streams)):
             if done[s] < quotas[s]:
                 yield s, chunk
         chunk += 1
 
 
-def _write(spec: DatasetSpec, events: int, seed: int, path: Path, workers: int, progress: bool) -> None:
+def _write(spec: DatasetSpec, events: int, seed: int, path: Path, *, workers: int, progress: bool) -> None:
     from tqdm import tqdm
 
     quotas = spec.quotas(events)
     done = [0] * len(spec.streams)
-    sizes = [_chunk_events(s, q) for s, q in zip(spec.streams, quotas)]
+    sizes = [_chunk_events(s, q) for s, q in zip(spec.streams, quotas, strict=False)]
     dataset_index = DATASET_NAMES.index(spec.name)
     pool = multiprocessing.get_context("fork").Pool(workers) if workers > 1 else None
     try:
@@ -149,16 +149,16 @@ def _write(spec: DatasetSpec, events: int, seed: int, path: Path, workers: int, 
                         if task is None:
                             break
                         s, k = task
-                        args = (spec.name, s, sizes[s], _chunk_seed(seed, dataset_index, s, k))
-                        pending.append((s, pool.apply_async(_run_chunk, args) if pool else _Inline(_run_chunk,
-                                                                                                    args)))
+                        args = (spec.name, s, sizes[s], derive_seed(seed, dataset_index, s, k))
+                        job = pool.apply_async(_run_chunk, args) if pool else _Inline(_run_chunk, args)
+                        pending.append((s, job))
                     if not pending:
                         break
                     s, result = pending.popleft()
                     rows = result.get()
-                    take = min(quotas[s] - done[s], len(next(iter(rows.values()))))
                     if done[s] >= quotas[s]:
-                        continue
+                        continue  # drawn ahead for a stream that has since been completed
+                    take = min(quotas[s] - done[s], len(next(iter(rows.values()))))
                     empty[s] = empty[s] + 1 if take == 0 else 0
                     if empty[s] >= MAX_EMPTY_CHUNKS:
                         raise RuntimeError(f"{spec.name}/{spec.streams[s].name}: no rows from "
@@ -169,29 +169,24 @@ def _write(spec: DatasetSpec, events: int, seed: int, path: Path, workers: int, 
                     done[s] += take
                     chunks_used[s] += 1
                     bar.update(take)
-            f.attrs["manifest"] = json.dumps(_manifest(spec, events, seed, quotas, chunks_used, sizes),
-                                             sort_keys=True)
+            manifest = _manifest(spec, seed, quotas=quotas, chunks_used=chunks_used, sizes=sizes)
+            f.attrs["manifest"] = json.dumps(manifest, sort_keys=True)
     finally:
         if pool is not None:
             pool.terminate()
             pool.join()
 
 
-def _chunk_seed(seed: int, dataset_index: int, stream: int, chunk: int) -> int:
-    from trigger.data.events import derive_seed
-
-    return derive_seed(seed, dataset_index, stream, chunk)
-
-
-def _manifest(spec: DatasetSpec, events: int, seed: int, quotas: list[int], chunks_used: list[int],
+def _manifest(spec: DatasetSpec, seed: int, *, quotas: list[int], chunks_used: list[int],
               sizes: list[int]) -> dict[str, Any]:
     """Everything needed to know what the file holds and to regenerate it (no timestamps: files must be
     bit-identical for the same seed)."""
+    events = sum(quotas)
     processes = [
         {"name": s.name, "kind": s.kind, "label": s.label, "description": s.description,
          "pythia_settings": ["Beams:eCM = 13000.", *s.settings], "rows": q, "fraction": s.fraction,
          "events_per_chunk": n, "chunks_used": c}
-        for s, q, n, c in zip(spec.streams, quotas, sizes, chunks_used)
+        for s, q, n, c in zip(spec.streams, quotas, sizes, chunks_used, strict=False)
     ]
     return {
         "dataset": spec.name,
@@ -204,8 +199,8 @@ def _manifest(spec: DatasetSpec, events: int, seed: int, quotas: list[int], chun
         "versions": library_versions(),
         "processes": processes,
         "settings": spec.settings,
-        "counts": {s.name: q for s, q in zip(spec.streams, quotas)},
-        "class_counts": {c: sum(q for s, q in zip(spec.streams, quotas) if s.label == i)
+        "counts": {s.name: q for s, q in zip(spec.streams, quotas, strict=False)},
+        "class_counts": {c: sum(q for s, q in zip(spec.streams, quotas, strict=False) if s.label == i)
                          for i, c in enumerate(spec.class_names)},
         "feature_names": spec.feature_names,
         "class_names": spec.class_names,

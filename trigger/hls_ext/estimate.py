@@ -1,0 +1,163 @@
+"""Latency/resource estimators of the SPA-Net extension layers for `trigger.estimate` (io_parallel, reuse 1).
+
+Each layer is described as the chain of operations on its critical path (constant multiplications by the
+weights, variable x variable products, balanced adder and comparator trees, registered table reads) and
+the count of every operator, costed with the estimator's own parameters (`trigger/estimate/params.yaml`)
+so the extension layers are estimated on the same basis as hls4ml's built-in ones.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from trigger.hls_ext.layers import ATTENTION_WEIGHTS, TRIPLET_WEIGHTS
+
+try:
+    from trigger.estimate import LayerEstimate, Op, register_layer_estimator
+    from trigger.estimate.model import adder_ns, bits_of, constant_mults, dsp_count, quantized_mantissas
+except ImportError:  # the estimator is optional: without it the layers simply carry no estimate
+    register_layer_estimator = None
+
+
+class _Cost:
+    """Critical path (as estimator `Op`s) plus operator counts of one layer."""
+
+    def __init__(self, p: Any) -> None:
+        self.p = p
+        self.ops: list[Op] = []
+        self.dsp = 0
+        self.lut = 0.0
+        self.bram = 0
+        self.notes: list[str] = []
+
+    def const_mults(self, weights: list[Any], in_bits: int, copies: int) -> None:
+        """Every input of `copies` items times its column of constant weights (zeros are free)."""
+        delay = 0.0
+        for w in weights:
+            m = quantized_mantissas(w)
+            cost = constant_mults(m.ravel(), in_bits, bits_of(w.type), self.p, shared=False)
+            self.dsp += cost.dsp * copies
+            self.lut += cost.lut * copies
+            delay = max(delay, cost.delay_ns)
+        self.ops.append(Op(delay, 0))
+
+    def var_mults(self, count: int, a_bits: int, b_bits: int) -> None:
+        p = self.p
+        if min(a_bits, b_bits) >= p("multiplier", "dsp_min_bits"):
+            self.dsp += count * dsp_count(a_bits, b_bits, p)
+            self.lut += count * p("multiplier", "lut_per_dsp_mult")
+            delay = p("timing", "dsp_mult_ns")
+        else:
+            self.lut += count * a_bits * b_bits * p("multiplier", "lut_per_csd_adder_bit") / 2
+            delay = min(a_bits, b_bits) * p("timing", "lut_mult_ns_per_adder")
+        self.ops.append(Op(delay, count * (a_bits + b_bits)))
+
+    def tree(self, outputs: int, terms: int, bits: int, compare: bool = False) -> None:
+        """`outputs` balanced reductions of `terms` operands each (adders, or compare-and-select)."""
+        p = self.p
+        if terms <= 1:
+            return
+        delay = p("timing", "compare_ns") if compare else adder_ns(bits, p)
+        per_bit = p("pooling", "lut_per_bit_compare") if compare else p("adder", "lut_per_bit")
+        self.lut += outputs * (terms - 1) * bits * per_bit
+        self.ops += [Op(delay, outputs * bits)] * math.ceil(math.log2(terms))
+
+    def add(self, count: int, bits: int) -> None:
+        self.lut += count * bits * self.p("adder", "lut_per_bit")
+        self.ops.append(Op(adder_ns(bits, self.p), count * bits))
+
+    def table(self, lookups: int, size: int, bits: int) -> None:
+        """`lookups` parallel reads of one ROM: LUTRAM copies when small, else BRAM18 with two ports each."""
+        p = self.p
+        total = size * bits
+        if total <= p("activation", "lutram_max_bits"):
+            self.lut += math.ceil(lookups * total / p("activation", "lut_per_lutram_bits"))
+        else:
+            self.bram += math.ceil(lookups / 2) * math.ceil(total / p("activation", "bram18_bits"))
+        self.lut += lookups * p("activation", "lut_table_index_per_elem")
+        self.ops += [Op(p("timing", "table_index_ns"), lookups * max(1, int(math.log2(size)))),
+                     Op(p("timing", "table_out_ns"), lookups * bits, cycles=p("timing", "table_read_cycles"))]
+
+    def estimate(self, layer: Any, period_ns: float) -> LayerEstimate:
+        """Chain the ops into clock cycles as an HLS pipeline does (a register when the next op overflows)."""
+        p = self.p
+        usable = period_ns * (1.0 - p("timing", "clock_uncertainty"))
+        cycles, t, ff = 0, 0.0, 0.0
+        for op in self.ops:
+            if op.cycles:
+                cycles += op.cycles
+                ff += op.live_bits * p("registers", "ff_per_bit")
+                t = op.delay_ns
+            elif t > 0 and t + op.delay_ns > usable:
+                cycles += 1
+                ff += op.live_bits * p("registers", "ff_per_bit")
+                t = op.delay_ns
+            else:
+                t += op.delay_ns
+        cycles += 1 if t > 0 else 0
+        return LayerEstimate(name=layer.name, class_name=layer.class_name, latency_cycles=cycles, ii=1,
+                             dsp=int(self.dsp), lut=round(self.lut), ff=round(ff),
+                             bram=self.bram, notes=self.notes)
+
+
+def _bits(layer: Any, name: str) -> int:
+    return int(layer.get_attr("types")[name][0])
+
+
+def estimate_dense(layer: Any, p: Any, period_ns: float) -> LayerEstimate:
+    n, d_in, d_out = (int(layer.get_attr(k)) for k in ("n_items", "n_in", "n_out"))
+    c = _Cost(p)
+    in_bits, acc_bits = _bits(layer, "in"), _bits(layer, "in") + _bits(layer, "weight") + 4
+    c.const_mults([layer.get_weights("kernel")], in_bits, n)
+    c.tree(n * d_out, d_in + 1, acc_bits)
+    c.add(n * d_out, _bits(layer, "out"))  # ReLU select and rounding
+    return c.estimate(layer, period_ns)
+
+
+def estimate_attention(layer: Any, p: Any, period_ns: float) -> LayerEstimate:
+    n, d, h = (int(layer.get_attr(k)) for k in ("n_items", "n_in", "n_head"))
+    b = {k: _bits(layer, k) for k in ("in", "qkv", "score", "exp", "inv", "attn", "ctx", "out", "weight")}
+    c = _Cost(p)
+    c.const_mults([layer.get_weights(k) for k in ATTENTION_WEIGHTS[:6:2]], b["in"], n)  # q, k, v in parallel
+    c.tree(3 * n * h, d + 1, b["in"] + b["weight"] + 4)
+    c.var_mults(n * n * h, b["qkv"], b["qkv"])  # q . k
+    c.tree(n * n, h, 2 * b["qkv"])
+    c.tree(n, n, b["score"], compare=True)  # row maximum
+    c.add(n * n, b["score"] + 1)  # distance below the maximum
+    c.table(n * n, int(layer.get_attr("exp_size")), b["exp"])
+    c.tree(n, n, b["exp"] + 4)  # row sum
+    c.table(n, int(layer.get_attr("inv_size")), b["inv"])
+    c.var_mults(n * n, b["exp"], b["inv"])
+    c.var_mults(n * n * h, b["attn"], b["qkv"])  # attention-weighted values
+    c.tree(n * h, n, b["attn"] + b["qkv"] + 4)
+    c.const_mults([layer.get_weights("kernel_o")], b["ctx"], n)
+    c.tree(n * d, h + 2, b["ctx"] + b["weight"] + 4)  # + bias + residual
+    return c.estimate(layer, period_ns)
+
+
+def estimate_triplets(layer: Any, p: Any, period_ns: float) -> LayerEstimate:
+    n, d, r = (int(layer.get_attr(k)) for k in ("n_items", "n_in", "n_rank"))
+    b = {k: _bits(layer, k) for k in ("in", "factor", "pair", "score", "weight")}
+    pairs = n * (n - 1) // 2
+    triplets = n * (n - 1) * (n - 2) // 2
+    c = _Cost(p)
+    c.const_mults([layer.get_weights(k) for k in TRIPLET_WEIGHTS[::2]], b["in"], n)  # u and v of both tops
+    c.tree(4 * n * r, d + 1, b["in"] + b["weight"] + 4)
+    c.var_mults(2 * pairs * r, b["factor"], b["factor"])  # v_q v_q'
+    c.var_mults(2 * triplets * r, b["factor"], b["pair"])  # u_b (v_q v_q')
+    c.tree(2 * triplets, r, b["factor"] + b["pair"] + 4)
+    c.tree(2, triplets, b["score"] + 12, compare=True)  # argmax carrying the three indices
+    c.notes.append(f"{2 * triplets} triplets scored in parallel (rank {r}); argmax over {triplets} per top")
+    return c.estimate(layer, period_ns)
+
+
+def register() -> bool:
+    """Register the estimators with `trigger.estimate` when it is installed; True when registered."""
+    if register_layer_estimator is None:
+        return False
+    for cls, fn in (("FxDenseHLS", estimate_dense), ("FxSelfAttentionHLS", estimate_attention),
+                    ("FxTripletArgmaxHLS", estimate_triplets)):
+        register_layer_estimator(cls, fn)
+    return True
+
