@@ -252,6 +252,14 @@ def test_extension_estimator_is_used(monkeypatch):
     assert est.totals["bram"] == 1
 
 
+def test_dot_product_of_variables():
+    est = estimate_model(_fake_model("Dot"))
+    dot = est.layers[1]
+    assert dot.dsp == 4
+    assert dot.lut > 0
+    assert est.unsupported == []
+
+
 def test_csd_digits_and_dsp_split():
     p = load_params()
     assert est_model.csd_digits(np.array([0, 1, 3, 7, 8, -7, 0b1010101])).tolist() == [0, 1, 2, 2, 1, 2, 4]

@@ -47,6 +47,7 @@ def test_writes_every_step(tmp_path):
     project_tcl = (scripts / "project.tcl").read_text()
     assert "set part xcvu13p-flga2577-2-e" in project_tcl
     assert "set clock_period 4" in project_tcl
+    assert "set clock_uncertainty 27%" in project_tcl
 
 
 def test_no_absolute_paths_and_relative_path_survives_a_move(tmp_path):

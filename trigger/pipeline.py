@@ -128,11 +128,12 @@ def _train_and_prune(family: ModelFamily, cfg: Config, prepared: Any, *, quantiz
     from trigger.train import train
 
     with log.stage(f"train {label}"):
-        model, history = train(family, prepared, cfg.training, quantized=quantized)
+        model, history = train(family, prepared, cfg.training, quantized=quantized, progress=not log.quiet)
     if not cfg.pruning.enabled:
         return model, None, history
     with log.stage(f"prune {label}"):
-        result = prune(model, family, prepared, cfg.pruning, cfg.training, quantized=quantized)
+        result = prune(model, family, prepared, cfg.pruning, cfg.training, quantized=quantized,
+                       progress=not log.quiet)
     sparsity = {"target": cfg.pruning.target_sparsity, "overall": result.overall, "layers": result.layer_sparsity}
     return result.model, sparsity, {**history, **{f"prune_{k}": v for k, v in result.history.items()}}
 

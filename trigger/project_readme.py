@@ -57,8 +57,8 @@ def write_project_readme(project: Path, scripts: Path, cfg: Config, hls_model: A
         f"Keras model bit for bit on {eq['bit_exact_fraction']:.4%} of them.",
     ]
     if cfg.hls.io_type == "io_parallel":
-        lines.append(f"`{cfg.name}_test.cpp` compares every output exactly with the golden file and returns 1 on "
-                     "the first mismatch, so csim and C/RTL cosim fail loudly.")
+        lines.append(f"`{cfg.name}_test.cpp` compares every output exactly with the golden file, prints the first "
+                     "mismatches and returns 1 if any output differs, so csim and C/RTL cosim fail loudly.")
     else:
         lines.append(f"With io_stream, `{cfg.name}_test.cpp` is hls4ml's test bench: it writes "
                      "`tb_data/csim_results.log` for comparison with the golden file but does not fail by itself.")

@@ -46,7 +46,7 @@ def kernel_sparsity(model: keras.Model) -> tuple[dict[str, float], float]:
 
 
 def prune(model: keras.Model, family: ModelFamily, data: Prepared, pcfg: PruningConfig,
-          tcfg: TrainingConfig, *, quantized: bool, verbose: int = 0) -> PruningResult:
+          tcfg: TrainingConfig, *, quantized: bool, progress: bool = False) -> PruningResult:
     """Wrap prunable layers, fine-tune to the target sparsity, strip the wrappers and verify the result."""
     import tensorflow as tf
     import tensorflow_model_optimization as tfmot
@@ -81,7 +81,7 @@ def prune(model: keras.Model, family: ModelFamily, data: Prepared, pcfg: Pruning
     tcfg_ft = TrainingConfig(tcfg.epochs, tcfg.batch_size, tcfg.learning_rate, tcfg.seed,
                              patience=max(tcfg.patience, pcfg.epochs), float_twin=tcfg.float_twin)
     history = fit(wrapped, family, data, tcfg_ft, epochs=pcfg.epochs, learning_rate=tcfg.learning_rate / 2,
-                  callbacks=[tfmot.sparsity.keras.UpdatePruningStep()], verbose=verbose)
+                  callbacks=[tfmot.sparsity.keras.UpdatePruningStep()], progress=progress)
     stripped = tfmot.sparsity.keras.strip_pruning(wrapped)
     # The stripped layers still carry nodes of the wrapped graph; a fresh build has one clean graph to slice.
     clean = family.build(quantized=quantized)

@@ -21,24 +21,31 @@ def seed_everything(seed: int) -> None:
 
 
 def fit(model: keras.Model, family: ModelFamily, data: Prepared, tcfg: TrainingConfig, *, epochs: int,
-        learning_rate: float | None = None, callbacks: list[Any] | None = None, verbose: int = 0) -> dict[str, list]:
-    """Compile and train `model` on the training split with early stopping on the validation split."""
+        learning_rate: float | None = None, callbacks: list[Any] | None = None,
+        progress: bool = False) -> dict[str, list]:
+    """Compile and train `model` on the training split with early stopping on the validation split;
+    `progress` shows a bar over the epochs."""
     import tensorflow as tf
+
+    if progress:
+        from tqdm.keras import TqdmCallback
+
+        callbacks = [*(callbacks or []), TqdmCallback(verbose=0, leave=False)]
 
     model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate or tcfg.learning_rate), **family.compile_args())
     stop = tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=tcfg.patience, restore_best_weights=True)
     history = model.fit(
         data.train.x, data.train.y, validation_data=(data.val.x, data.val.y),
-        epochs=epochs, batch_size=tcfg.batch_size, shuffle=True, verbose=verbose,
+        epochs=epochs, batch_size=tcfg.batch_size, shuffle=True, verbose=0,
         callbacks=[stop, *(callbacks or [])],
     )
     return {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
 
 def train(family: ModelFamily, data: Prepared, tcfg: TrainingConfig, *, quantized: bool,
-          verbose: int = 0) -> tuple[keras.Model, dict[str, list]]:
+          progress: bool = False) -> tuple[keras.Model, dict[str, list]]:
     """Build and train one model of the family from the config's seed."""
     seed_everything(tcfg.seed)
     model = family.build(quantized=quantized)
-    history = fit(model, family, data, tcfg, epochs=tcfg.epochs, verbose=verbose)
+    history = fit(model, family, data, tcfg, epochs=tcfg.epochs, progress=progress)
     return model, history

@@ -16,6 +16,7 @@ from pathlib import Path
 from trigger.errors import InputError
 
 STEPS = ("csim", "csynth", "cosim", "export", "vsynth")
+CLOCK_UNCERTAINTY = {"Vitis": "27%", "Vivado": "12.5%"}  # hls4ml 1.3.0 backend defaults
 
 _PROJECT_TCL = """\
 # Written by trigger: shared settings of the vendor scripts for {project_name}.
@@ -25,6 +26,8 @@ set project_dir [file normalize [file join $script_dir {rel_path}]]
 set project_name {project_name}
 set part {part}
 set clock_period {clock_period}
+# hls4ml's default for the backend; the estimator schedules against the same margin.
+set clock_uncertainty {uncertainty}
 set backend {backend}
 if {{![file isdirectory $project_dir]}} {{
     puts "ERROR: hls4ml project not found at $project_dir"
@@ -48,7 +51,7 @@ if {[info exists ::env(TRIGGER_HLS_TOOL)] && $::env(TRIGGER_HLS_TOOL) eq "vitis_
 }
 set_part $part
 create_clock -period $clock_period -name default
-set_clock_uncertainty 12.5% default
+set_clock_uncertainty $clock_uncertainty default
 """
 
 _STEP_BODY = {
@@ -157,6 +160,7 @@ def write_vivado_scripts(
             rel_path=_tcl_word(rel, "project path"),
             part=_tcl_word(part, "hls.part"),
             clock_period=f"{clock_period_ns:g}",
+            uncertainty=CLOCK_UNCERTAINTY[backend],
             backend=backend.lower(),
         ),
         "vsynth.tcl": _VSYNTH_TCL,

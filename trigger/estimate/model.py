@@ -540,6 +540,22 @@ def merge_cost(layer: Any, p: Params) -> LayerCost:
     return LayerCost(ops=[Op(adder_ns(bits, p), n * bits)], lut=int(n * bits * p("adder", "lut_per_bit")))
 
 
+def dot_cost(layer: Any, p: Params) -> LayerCost:
+    """Dot product of two variable vectors (e.g. a squared norm): n products, then an adder tree."""
+    n = int(np.prod(layer.get_input_variable().shape))
+    in_bits = _in_bits(layer)
+    bits = _accum_bits(layer)
+    if in_bits >= p("multiplier", "dsp_min_bits"):
+        dsp, lut = n * dsp_count(in_bits, in_bits, p), n * p("multiplier", "lut_per_dsp_mult")
+        mult_ns = p("timing", "dsp_mult_ns")
+    else:  # a narrow array multiplier: about one LUT per partial-product bit, log-depth reduction
+        dsp, lut = 0, n * in_bits * in_bits * p("multiplier", "lut_per_csd_adder_bit")
+        mult_ns = math.ceil(math.log2(max(in_bits, 2))) * p("timing", "lut_mult_ns_per_adder")
+    levels, n_adders = tree_ops(np.array([n]), bits, p)
+    lut += n_adders * bits * p("adder", "lut_per_bit")
+    return LayerCost(ops=[Op(mult_ns, n * bits), *levels], dsp=dsp, lut=round(lut))
+
+
 def free_cost(layer: Any, p: Params) -> LayerCost:
     """Layers that only rename or re-index wires (reshape, flatten, padding, transpose)."""
     return LayerCost(ops=[])
@@ -596,6 +612,7 @@ BUILTIN: dict[str, Callable[[Any, Params], LayerCost]] = {
     "Concatenate": merge_cost,
     "Add": merge_cost,
     "Subtract": merge_cost,
+    "Dot": dot_cost,
     "Multiply": merge_cost,
     "Average": merge_cost,
     "Maximum": merge_cost,
