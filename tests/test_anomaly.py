@@ -284,5 +284,6 @@ def test_evaluate_plots_and_summary(tmp_path: Path) -> None:
     assert f"| csim | 1kHz | {t['value']:.6g} | {t['raw']} |" in text
     assert "| float | 1kHz |" in text
     assert "quantized vs float efficiency" in text
+    assert "not compared" not in text  # sig_a and sig_b both pass >= 100 events at each rate
     assert "| sig_b | 500 | 500 | 500 |" in text  # for the float model: would saturate
     assert "below it, so a saturated score still fires" in text

@@ -43,8 +43,8 @@ def compiled(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     scale = rng.choice([0.05, 1.0, 20.0], size=(3000, 1))
     x = to_grid(rng.normal(0, 1, (3000, N_INPUTS)) * scale, family.cfg.quantization.input).values
     reference = firmware.predict(x.astype(np.float32), verbose=0).astype(np.float64)
-    hls_model = convert(firmware, family.cfg, family, tmp_path_factory.mktemp(request.param) / "prj", x[:20],
-                        reference[:20])
+    hls_model = convert(firmware, family.cfg, family, tmp_path_factory.mktemp(request.param) / "prj",
+                        tb_inputs=x[:20], tb_outputs=reference[:20])
     compile_csim(hls_model)
     return {"family": family, "hls": hls_model, "x": x, "reference": reference}
 

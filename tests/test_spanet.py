@@ -187,6 +187,9 @@ def test_family_trains_and_its_firmware_model_matches_csim(tmp_path: Path) -> No
         assert result["by_multiplicity"]["all"]["top"] > 0.05  # far above a random triplet (< 1 %)
     assert fixed["chi2"]["cost"]["permutations_per_event"]["6"] == 90.0
     assert any("chi-square" in line for line in family.summary_lines({"csim": fixed, "float": floating}))
+    logits = model.predict(prepared.test.x, verbose=0)
+    written = family.plots({"csim": reference, "float": logits}, prepared.test, tmp_path)
+    assert (tmp_path / written[0]).stat().st_size > 0
 
 
 def test_four_momentum_features_are_optional() -> None:

@@ -261,6 +261,11 @@ def compile_config(config_path: Path, options: CompileOptions) -> dict[str, Any]
 
             write_vivado_scripts(staging.project, staging.scripts, project_name=cfg.name, backend=cfg.hls.backend,
                                  part=cfg.hls.part, clock_period_ns=cfg.hls.clock_period_ns)
+            from trigger.vendor import missing_tools_message
+
+            missing = missing_tools_message()
+            if missing:
+                log.say(f"[trigger] {missing}")
 
         content = _report(cfg, config_path, family, data=data, prepared=prepared, source=source,
                           sparsity=sparsity, eq=eq, metrics=metrics, estimate=estimate, budget=budget, plots=plots,

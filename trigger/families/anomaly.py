@@ -46,6 +46,7 @@ N_SLOTS = 19
 N_INPUTS = N_SLOTS * 3
 FLOAT32_MANTISSA = 24  # a float32 sum is exact while every partial sum fits in this many significant bits
 KINDS = ("float", "quantized", "csim")
+MIN_PASSING = 100  # signal events passing: the binomial relative error of an efficiency is then <= 10 %
 
 
 def _widths(sec: Section, key: str, default: list[int]) -> list[int]:
@@ -362,13 +363,19 @@ class AnomalyDetector(ModelFamily):
             lines.append(f"| {s} | {aucs} | {effs} |")
         if "float" in ms:
             lines.append("")
-            for kind in (k for k in ("quantized", "csim") if k in ms):
-                ref = ms["float"]["efficiency"]
-                worst = max((abs(ms[kind]["efficiency"][s][key] / ref[s][key] - 1), s, key)
-                            for s in signals for key in keys if ref[s][key] > 0)
+            ref, n_sig = ms["float"]["efficiency"], first["n_signal"]
+            # A relative difference means something only where the float efficiency is measured to 10 %.
+            testable = [(s, key) for s in signals for key in keys if ref[s][key] * n_sig[s] >= MIN_PASSING]
+            untested = [f"{s} at {key}" for s in signals for key in keys if (s, key) not in testable]
+            for kind in (k for k in ("quantized", "csim") if k in ms and testable):
+                eff = ms[kind]["efficiency"]
+                worst = max((abs(eff[s][key] / ref[s][key] - 1), s, key) for s, key in testable)
                 verdict = "within" if worst[0] <= 0.1 else "outside"
                 lines.append(f"- {kind} vs float efficiency: largest relative difference {worst[0]:.1%} "
                              f"({worst[1]} at {worst[2]}) -> **{verdict} 10 %**")
+            if untested:
+                lines.append(f"- not compared (fewer than {MIN_PASSING} float-model signal events pass, the "
+                             f"efficiency is not known to 10 %): {', '.join(untested)}")
         lines += ["", "| class | " + " | ".join(f"saturated {k}" for k in ms) + " | score range (last) |",
                   "|---|" + "---|" * (len(ms) + 1)]
         last = list(ms.values())[-1]
