@@ -41,7 +41,6 @@ def main() -> None:
     args = parser.parse_args()
 
     import hls4ml
-    from tensorflow import keras
 
     from trigger.pipeline import CompileOptions, compile_config
 
@@ -51,12 +50,16 @@ def main() -> None:
         total = time.perf_counter() - start
         project = Path(tmp) / "hls_projects" / report["name"]
 
-        # Reload the exported project as a user would, and time its C simulation three ways.
-        hls_model = hls4ml.converters.convert_from_config(str(project / "hls4ml_config.yml"))
-        hls_model.config.config["OutputDir"] = str(Path(tmp) / "reloaded")
+        # Reload the exported model and convert it as a plain hls4ml user would (model-level config, no
+        # trigger type derivation), then time the same events three ways.
+        from trigger.model_io import load_model
+
+        model = load_model(project / "firmware_model.h5")
+        hls_config = hls4ml.utils.config_from_keras_model(model, granularity="name", backend="Vitis")
+        hls_model = hls4ml.converters.convert_from_keras_model(
+            model, hls_config=hls_config, output_dir=str(Path(tmp) / "plain_hls4ml"), backend="Vitis",
+            io_type="io_parallel")
         hls_model.compile()
-        model = keras.models.load_model(project / "keras_model.keras", compile=False,
-                                        custom_objects=_qkeras_objects())
         x = np.loadtxt(project / "tb_data" / "tb_input_features.dat")
         x = np.tile(x, (max(1, 20000 // len(x)), 1))
         x64, x32 = np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(x, dtype=np.float32)
@@ -82,14 +85,6 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
-
-
-def _qkeras_objects() -> dict:
-    from qkeras.utils import _add_supported_quantized_objects
-
-    objects: dict = {}
-    _add_supported_quantized_objects(objects)
-    return objects
 
 
 if __name__ == "__main__":

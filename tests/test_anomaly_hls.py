@@ -16,8 +16,10 @@ from trigger.fixed_point import to_grid
 
 def _family(name: str) -> Autoencoder | VariationalAutoencoder:
     chip = "latent" if name == "autoencoder" else "mu"
+    # A narrow score type (top 255.94) so that both families' random-weight scores also saturate.
+    architecture = {"encoder": [16], "latent": 4, "score_type": {"bits": 12, "integer": 8}}
     cfg = parse_config({
-        "name": f"unit_{name}", "model": {"family": name, "architecture": {"encoder": [16], "latent": 4}},
+        "name": f"unit_{name}", "model": {"family": name, "architecture": architecture},
         "data": {"file": "unused.h5"},
         "quantization": {"input": {"bits": 12, "integer": 6},
                          "default": {"weight": {"bits": 8, "integer": 1}, "bias": {"bits": 8, "integer": 3},

@@ -184,8 +184,8 @@ def add_golden_check(test_bench: Path, hls_model: ModelGraph) -> None:
     # and `pr` collide with a model input named `in`.
     text = text.replace("std::vector<float> in;", "std::vector<double> tb_in;")
     text = text.replace("in.push_back(", "tb_in.push_back(")
-    text = re.sub(r"nnet::copy_data<float, (\w+), (\d+), (\d+)>\(in, ", r"nnet::copy_data<double, \1, \2, \3>(tb_in, ",
-                  text)
+    text = re.sub(r"nnet::copy_data<float, (\w+), ([^,]+), ([^>]+)>\(in, ",
+                  r"nnet::copy_data<double, \1, \2, \3>(tb_in, ", text)
     text = text.replace("std::vector<float> pr;", "std::vector<double> tb_pr;")
     text = text.replace("pr.push_back(", "tb_pr.push_back(")
     text = text.replace("std::cout << pr[i]", "std::cout << tb_pr[i]")

@@ -275,6 +275,8 @@ def compile_config(config_path: Path, options: CompileOptions) -> dict[str, Any]
         write_project_readme(staging.project, staging.scripts, cfg, hls_model, content)
         report.write_json(staging.project / "report.json", content)
         (staging.project / "report.md").write_text(report.markdown(content, family.summary_lines(metrics)))
+        # hls4ml's keras_model.keras does not reload QKeras layers (Keras 2.14); the HDF5 copy does.
+        firmware.save(staging.project / "firmware_model.h5")
         relocate_config(staging.project, cfg.project_dir)
         staging.commit()
 

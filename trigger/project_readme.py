@@ -49,6 +49,10 @@ def write_project_readme(project: Path, scripts: Path, cfg: Config, hls_model: A
         "",
         f"Expected latency: {latency}.",
         "",
+        "The Keras model compiled here is `firmware_model.h5` (load it with QKeras's custom objects, e.g. "
+        "`trigger.model_io.load_model`); hls4ml's own `keras_model.keras` does not reload QKeras layers under "
+        "Keras 2.14.",
+        "",
         "## Golden vectors",
         "",
         f"`tb_data/tb_input_features.dat` holds real held-out events (one per line, inputs already on the input "
