@@ -101,12 +101,13 @@ class AnomalyDetector(ModelFamily):
 
     dataset = "l1"
     chip_layers: ClassVar[str]  # a phrase for errors naming which QDense layers go on chip
+    default_latent: ClassVar[int]
 
     def __init__(self, cfg: Config) -> None:
         super().__init__(cfg)
         arch = Section(cfg.model.architecture, "model.architecture")
         self.encoder = _widths(arch, "encoder", [32, 16])
-        self.latent = arch.integer("latent", 4, minimum=1, maximum=64)
+        self.latent = arch.integer("latent", self.default_latent, minimum=1, maximum=64)
         self.decoder = _widths(arch, "decoder", self.encoder[::-1])
         score = _fixed(arch, "score_type", FixedType(16, 10))
         self.score_type = ScoreType(score.bits, score.integer)
@@ -327,7 +328,8 @@ class AnomalyDetector(ModelFamily):
         ax.set_xlim(left=0.1)
         ax.set_xlabel(f"trigger rate [kHz] (of {self.collision_mhz:g} MHz)")
         ax.set_ylabel("signal efficiency")
-        ax.set_title(f"efficiency vs rate: {', '.join(f'{styles[k]} {k}' for k in kinds)}")
+        words = {"float": "dotted", "quantized": "dashed", "csim": "solid"}
+        ax.set_title(f"efficiency vs rate: {', '.join(f'{words[k]} {k}' for k in kinds)}")
         ax.legend(fontsize=7, loc="upper left")
         fig.tight_layout()
         fig.savefig(out_dir / "efficiency_vs_rate.png", dpi=110)
@@ -395,6 +397,7 @@ class Autoencoder(AnomalyDetector):
 
     name = "autoencoder"
     chip_layers = "autoencoder"
+    default_latent = 4
 
     def _read_architecture(self, arch: Section) -> None:
         self.reconstruction_type = _fixed(arch, "reconstruction_type", FixedType(12, 5))
@@ -447,9 +450,11 @@ class VariationalAutoencoder(AnomalyDetector):
 
     name = "vae"
     chip_layers = "on-chip encoder"
+    default_latent = 8  # with 3-4 the l1 VAE's ||mu||^2 barely separates even Z' -> ll
 
     def _read_architecture(self, arch: Section) -> None:
-        self.kl_weight = arch.number("kl_weight", 0.1, minimum=0.0, exclusive_minimum=True)
+        # relative to the per-feature MSE; from about 0.03 on, mu collapses to 0 on the l1 data
+        self.kl_weight = arch.number("kl_weight", 0.001, minimum=0.0, exclusive_minimum=True)
 
     def quantized_dense(self) -> list[str]:
         return [f"enc{i + 1}" for i in range(len(self.encoder))] + ["mu"]
