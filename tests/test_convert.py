@@ -100,3 +100,25 @@ def test_relocated_config_has_no_staging_paths(compiled: tuple, tmp_path: Path) 
     text = (project / "hls4ml_config.yml").read_text()
     assert str(project.parent) not in text
     assert str(final / "tb_data" / "tb_input_features.dat") in text
+
+
+def test_linear_quantizer_after_dense_stays_exact(tmp_path: Path) -> None:
+    """hls4ml 1.3.0 folds a linear QActivation(quantized_bits) into the Dense before it and drops its
+    rounding; the derived types must keep it, or the C simulation silently stops being bit-exact."""
+    import tensorflow as tf
+    from qkeras import QActivation, QDense, quantized_bits
+
+    tf.keras.utils.set_random_seed(11)
+    inputs = tf.keras.Input((16,), name="inputs")
+    h = QDense(12, kernel_quantizer=quantized_bits(8, 1, alpha=1), bias_quantizer=quantized_bits(8, 1, alpha=1),
+               name="dense_a")(inputs)
+    h = QActivation(quantized_bits(6, 2, alpha=1), name="round_a")(h)
+    h = QDense(5, kernel_quantizer=quantized_bits(6, 0, alpha=1), bias_quantizer=quantized_bits(6, 0, alpha=1),
+               name="dense_b")(h)
+    model = tf.keras.Model(inputs, h)
+    cfg = _config()
+    x = to_grid(np.random.default_rng(1).normal(scale=4.0, size=(4000, 16)), cfg.quantization.input).values
+    reference = model.predict(x, verbose=0).astype(np.float64)
+    hls_model = convert(model, cfg, JetTagger(cfg), tmp_path / "unit", tb_inputs=x[:10], tb_outputs=reference[:10])
+    compile_csim(hls_model)
+    np.testing.assert_array_equal(hls_model.predict(x), reference)

@@ -74,3 +74,16 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path: Path, capsys: pytest.Cap
     assert len(err) == 1
     assert err[0].startswith(message)
     assert not (tmp_path / "hls_projects").exists() or not any((tmp_path / "hls_projects").iterdir())
+
+
+def test_default_config_meets_its_promises(tmp_path: Path, root: Path) -> None:
+    """The shipped configs/jet_tagger.yaml, as the README runs it: 100 % bit-exact on >= 10k held-out events,
+    pruned to >= 50 %, QKeras accuracy within 2 points of its float twin, estimate within its budget."""
+    assert main(["compile", str(root / "configs" / "jet_tagger.yaml"), "--out", str(tmp_path), "--quiet"]) == 0
+    report = json.loads((tmp_path / "hls_projects" / "jet_tagger" / "report.json").read_text())
+    assert report["equivalence"]["events"] >= 10000
+    assert report["equivalence"]["bit_exact_fraction"] == 1.0
+    assert report["sparsity"]["overall"] >= 0.5 - 0.01
+    metrics = report["metrics"]
+    assert abs(metrics["float"]["accuracy"] - metrics["quantized"]["accuracy"]) <= 0.02
+    assert report["budget"]["pass"] is True

@@ -132,6 +132,7 @@ def hls_config(model: keras.Model, cfg: Config, family: ModelFamily, trace_layer
             # `exp_table`/`inv_table` entries are ignored by hls4ml 1.3.0; the `_t` keys are honoured.
             entry["exp_table_t"] = precision.pop("exp_table", "ap_fixed<18,8,AP_RND,AP_SAT>")
             entry["inv_table_t"] = precision.pop("inv_table", "ap_fixed<18,8,AP_RND,AP_SAT>")
+    _keep_linear_quantizers(model, layers)
     names = _layer_names(model)
     for name, overrides in cfg.hls.layer_precision.items():
         if name not in names:
@@ -142,6 +143,24 @@ def hls_config(model: keras.Model, cfg: Config, family: ModelFamily, trace_layer
         layers[name]["Trace"] = True
     family.configure_hls(conf, model)
     return conf
+
+
+def _keep_linear_quantizers(model: keras.Model, layers: dict[str, Any]) -> None:
+    """hls4ml 1.3.0 folds a linear `QActivation(quantized_bits)` into the `auto`-typed QDense/QConv before it
+    and drops the quantizer's rounding; giving that layer (and the `<name>_linear` hls4ml adds after it) the
+    quantizer's own type puts the rounding back where it happens in QKeras."""
+    for layer in model.layers:
+        if type(layer).__name__ != "QActivation" or type(layer.activation).__name__ != "quantized_bits":
+            continue
+        inbound = layer._inbound_nodes[0].inbound_layers
+        if type(inbound).__name__ not in ("QDense", "QConv1D", "QConv2D"):
+            continue
+        if getattr(getattr(inbound, "activation", None), "__name__", "linear") != "linear":
+            continue  # a built-in non-linear activation: hls4ml keeps the QActivation after it
+        rounding = layers.get(layer.name, {}).get("Precision", {}).get("result")
+        if rounding:
+            for node in (inbound.name, f"{inbound.name}_linear"):
+                layers.setdefault(node, {}).setdefault("Precision", {})["result"] = rounding
 
 
 def _flatten(arrays: np.ndarray | list[np.ndarray]) -> np.ndarray:
