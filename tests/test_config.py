@@ -64,6 +64,7 @@ def test_shipped_configs_are_valid(root: Path) -> None:
         ({"model": {"family": "jet_tagger"}, "data": {"file": "x"}}, "name"),
         (with_(model={}), "model.family"),
         (with_(equivalence={"required_fraction": 2}), "equivalence.required_fraction"),
+        (with_(training={"float_twin": False, "init_from_float": True}), "training.init_from_float"),
     ],
 )
 def test_errors_name_the_field(raw: dict, field: str) -> None:

@@ -54,3 +54,16 @@ def test_pruning_short_of_target_fails() -> None:
     short = dataclasses.replace(data, train=data.train.take(slice(0, 256)))
     with pytest.raises(CheckFailed, match=r"pruning.target_sparsity: reached"):
         prune(model, family, short, tiny, cfg.training, quantized=True)
+
+
+def test_quantized_training_can_start_from_the_float_twin() -> None:
+    import dataclasses
+
+    cfg, family, data = _setup()
+    float_model, _ = train(family, data, cfg.training, quantized=False)
+    frozen = dataclasses.replace(cfg.training, learning_rate=1e-12, epochs=1)
+    quantized, _ = train(family, data, frozen, quantized=True, start_from=float_model)
+    for name in ("fc1", "fc2", "output"):
+        for q, f in zip(quantized.get_layer(name).get_weights(), float_model.get_layer(name).get_weights(),
+                        strict=True):
+            np.testing.assert_allclose(q, f, atol=1e-6)

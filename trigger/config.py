@@ -173,6 +173,7 @@ class TrainingConfig:
     seed: int
     patience: int
     float_twin: bool
+    init_from_float: bool  # start quantization-aware training from the trained float twin's weights
 
 
 @dataclass(frozen=True)
@@ -355,7 +356,10 @@ def parse_config(raw: Any, source: Path | None = None) -> Config:
         seed=tr.integer("seed", 42, minimum=0),
         patience=tr.integer("patience", 5, minimum=1),
         float_twin=tr.boolean("float_twin", True),
+        init_from_float=tr.boolean("init_from_float", False),
     )
+    if training.init_from_float and not training.float_twin:
+        raise ConfigError("training.init_from_float", "needs training.float_twin: true")
     tr.finish()
 
     pr = root.section("pruning")

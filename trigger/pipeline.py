@@ -123,12 +123,14 @@ def _check_model_fits(model: keras.Model, split: Split, source: Path) -> None:
 
 
 def _train_and_prune(family: ModelFamily, cfg: Config, prepared: Any, *, quantized: bool, log: Log,
-                     label: str) -> tuple[keras.Model, dict[str, Any] | None, dict[str, list]]:
+                     label: str, start_from: keras.Model | None = None,
+                     ) -> tuple[keras.Model, dict[str, Any] | None, dict[str, list]]:
     from trigger.prune import prune
     from trigger.train import train
 
     with log.stage(f"train {label}"):
-        model, history = train(family, prepared, cfg.training, quantized=quantized, progress=not log.quiet)
+        model, history = train(family, prepared, cfg.training, quantized=quantized, progress=not log.quiet,
+                               start_from=start_from)
     if not cfg.pruning.enabled:
         return model, None, history
     with log.stage(f"prune {label}"):
@@ -191,8 +193,9 @@ def compile_config(config_path: Path, options: CompileOptions) -> dict[str, Any]
         if cfg.training.float_twin:
             float_model, _, histories["float"] = _train_and_prune(family, cfg, prepared, quantized=False, log=log,
                                                                       label="float twin")
-        model, sparsity, histories["quantized"] = _train_and_prune(family, cfg, prepared, quantized=True, log=log,
-                                                                  label="QKeras model")
+        model, sparsity, histories["quantized"] = _train_and_prune(
+            family, cfg, prepared, quantized=True, log=log, label="QKeras model",
+            start_from=float_model if cfg.training.init_from_float else None)
         source = {"kind": "trained", "model_file": None, "weights_file": None, "quantized": True}
 
     from trigger.convert import check_supported, compile_csim, convert, relocate_config, run_testbench, write_dat

@@ -8,6 +8,7 @@ does not fit in its `end_step` silently prunes nothing).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -78,8 +79,7 @@ def prune(model: keras.Model, family: ModelFamily, data: Prepared, pcfg: Pruning
         wrapped = tf.keras.models.clone_model(model, clone_function=wrap)
     _copy_weights(model, wrapped)
     # Early stopping must not end fine-tuning before the schedule has reached its target.
-    tcfg_ft = TrainingConfig(tcfg.epochs, tcfg.batch_size, tcfg.learning_rate, tcfg.seed,
-                             patience=max(tcfg.patience, pcfg.epochs), float_twin=tcfg.float_twin)
+    tcfg_ft = dataclasses.replace(tcfg, patience=max(tcfg.patience, pcfg.epochs))
     history = fit(wrapped, family, data, tcfg_ft, epochs=pcfg.epochs, learning_rate=tcfg.learning_rate / 2,
                   callbacks=[tfmot.sparsity.keras.UpdatePruningStep()], progress=progress)
     stripped = tfmot.sparsity.keras.strip_pruning(wrapped)

@@ -43,9 +43,19 @@ def fit(model: keras.Model, family: ModelFamily, data: Prepared, tcfg: TrainingC
 
 
 def train(family: ModelFamily, data: Prepared, tcfg: TrainingConfig, *, quantized: bool,
-          progress: bool = False) -> tuple[keras.Model, dict[str, list]]:
-    """Build and train one model of the family from the config's seed."""
+          progress: bool = False, start_from: keras.Model | None = None) -> tuple[keras.Model, dict[str, list]]:
+    """Build and train one model of the family from the config's seed; `start_from` (the trained float
+    twin) gives the initial weights of every layer with the same name and shapes."""
     seed_everything(tcfg.seed)
     model = family.build(quantized=quantized)
+    if start_from is not None:
+        for layer in model.layers:
+            weights = layer.get_weights()
+            try:
+                source = start_from.get_layer(layer.name).get_weights()
+            except ValueError:
+                continue
+            if weights and [w.shape for w in weights] == [w.shape for w in source]:
+                layer.set_weights(source)
     history = fit(model, family, data, tcfg, epochs=tcfg.epochs, progress=progress)
     return model, history
