@@ -37,7 +37,7 @@ def _fmt(value: Any, digits: int = 4) -> str:
     if value is None:
         return "n/a"
     if isinstance(value, float):
-        return f"{value:.{digits}g}" if abs(value) < 1e-3 or abs(value) >= 1e5 else f"{value:.{digits}f}"
+        return f"{value:.4g}" if 0 < abs(value) < 1e-3 or abs(value) >= 1e5 else f"{value:.{digits}f}"
     return str(value)
 
 
@@ -79,10 +79,10 @@ def markdown(report: dict[str, Any], family_lines: list[str]) -> str:
         lines += [
             "These are **estimates** from the trigger estimator (no vendor tool was run); "
             "`trigger report` adds measured figures once Vitis/Vivado HLS has run.", "",
-            f"- latency: {totals['latency_cycles']} cycles = {_fmt(totals['latency_ns'])} ns at "
+            f"- latency: {totals['latency_cycles']} cycles = {totals['latency_ns']:.1f} ns at "
             f"{report['hls']['clock_period_ns']} ns; II {totals['ii']}",
             f"- resources: {totals['lut']} LUT, {totals['ff']} FF, {totals['dsp']} DSP, {totals['bram']} BRAM",
-            f"- budget: latency {_fmt(budget['latency_ns'])} ns -> "
+            f"- budget: latency {_fmt(budget['latency_ns'], 0)} ns -> "
             f"**{'PASS' if budget['pass'] else 'FAIL' if budget['pass'] is False else 'no budget'}**",
         ]
         lines += [f"  - {r}" for r in budget.get("reasons", [])]
