@@ -87,3 +87,15 @@ def test_default_config_meets_its_promises(tmp_path: Path, root: Path) -> None:
     metrics = report["metrics"]
     assert abs(metrics["float"]["accuracy"] - metrics["quantized"]["accuracy"]) <= 0.02
     assert report["budget"]["pass"] is True
+
+
+def test_kept_softmax_is_checked_on_its_logits(tmp_path: Path) -> None:
+    """With `hls.softmax: keep` the logits are still compared bit for bit (through hls4ml's trace) and the
+    table softmax is reported separately, by argmax agreement and largest difference."""
+    config = small_jet_config(tmp_path, hls={"softmax": "keep"}, training={"epochs": 2},
+                              pruning={"enabled": False})
+    assert main(["compile", str(config), "--quiet"]) == 0
+    eq = json.loads((tmp_path / "hls_projects" / "ci_tagger" / "report.json").read_text())["equivalence"]
+    assert eq["bit_exact_fraction"] == 1.0
+    assert 0.9 <= eq["softmax"]["argmax_agreement"] <= 1.0
+    assert eq["softmax"]["max_abs_diff"] >= 0.0

@@ -6,8 +6,10 @@ Exit codes: 0 ok, 1 a check failed (not bit-exact, over budget), 2 bad input. Er
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from trigger import __version__
@@ -57,8 +59,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def _quiet_libraries() -> None:
+    """TensorFlow and Keras print warnings about their own internals on every run; the user cannot act on
+    them, so only errors come through (our own messages and exit codes say what happened)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"keras\..*")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+def main(argv: list[str] | None = None) -> int:
+    _quiet_libraries()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
