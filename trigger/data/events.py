@@ -54,8 +54,28 @@ def generate_batch(pythia, n_events: int) -> EventRecord:
     return EventRecord.from_awkward(pythia.nextBatch(n_events))
 
 
+class Momenta:
+    """pT, eta and phi of arrays of momenta (the `px`, `py`, `pz` of a particle or jet record)."""
+
+    px: np.ndarray
+    py: np.ndarray
+    pz: np.ndarray
+
+    @property
+    def pt(self) -> np.ndarray:
+        return np.hypot(self.px, self.py)
+
+    @property
+    def eta(self) -> np.ndarray:
+        return pseudorapidity(self.px, self.py, self.pz)
+
+    @property
+    def phi(self) -> np.ndarray:
+        return np.arctan2(self.py, self.px)
+
+
 @dataclass
-class EventRecord:
+class EventRecord(Momenta):
     """The full Pythia event record of a batch: per-particle columns, `offsets[i]:offsets[i+1]` is event i.
 
     Mother/daughter columns are converted to global indices into the flat columns (-1 when absent).
@@ -92,18 +112,6 @@ class EventRecord:
     @property
     def n_events(self) -> int:
         return len(self.offsets) - 1
-
-    @property
-    def pt(self) -> np.ndarray:
-        return np.hypot(self.px, self.py)
-
-    @property
-    def eta(self) -> np.ndarray:
-        return pseudorapidity(self.px, self.py, self.pz)
-
-    @property
-    def phi(self) -> np.ndarray:
-        return np.arctan2(self.py, self.px)
 
     def visible_final(self) -> np.ndarray:
         """Final-state particles a detector sees: everything stable except neutrinos."""
@@ -155,7 +163,7 @@ def delta_r(eta1: np.ndarray, phi1: np.ndarray, eta2: np.ndarray, phi2: np.ndarr
 
 
 @dataclass
-class Jets:
+class Jets(Momenta):
     """Clustered jets of a batch, flat: `event[j]` is jet j's event, `constituents[j]` its input indices
     (per event, into the list given to FastJet), jets in each event sorted by decreasing pT."""
 
@@ -165,18 +173,6 @@ class Jets:
     e: np.ndarray
     event: np.ndarray
     constituents: ak.Array
-
-    @property
-    def pt(self) -> np.ndarray:
-        return np.hypot(self.px, self.py)
-
-    @property
-    def eta(self) -> np.ndarray:
-        return pseudorapidity(self.px, self.py, self.pz)
-
-    @property
-    def phi(self) -> np.ndarray:
-        return np.arctan2(self.py, self.px)
 
     @property
     def mass(self) -> np.ndarray:
