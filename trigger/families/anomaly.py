@@ -260,15 +260,8 @@ class AnomalyDetector(ModelFamily):
         layers = hls_config["LayerName"]
         entry = layers.setdefault("sum_squares", {}).setdefault("Precision", {})
         entry["result"] = entry["accum"] = f"ap_ufixed<{width},{integer}>"
-        # hls4ml folds a linear QActivation into an `auto`-typed Dense and drops its quantizer (1.3.0), so
-        # the Dense's own result type must be the rounding: its exact accumulator is cast with RND_CONV, SAT.
-        # Its implicit `<name>_linear` activation gets the same type, so hls4ml removes it as a no-op.
-        on_chip = {layer.name for layer in firmware_model.layers}
-        for name, t in self.rounded_outputs().items():
-            if name in on_chip:
-                for node in (name, f"{name}_linear"):
-                    layers.setdefault(node, {}).setdefault("Precision", {})["result"] = \
-                        f"ap_fixed<{t.bits},{t.integer + 1},AP_RND_CONV,AP_SAT>"
+        # The rounding `<name>_q` QActivations after linear QDense layers are kept by the pipeline's
+        # `convert._keep_linear_quantizers` (hls4ml 1.3.0 would fold them away).
 
     # ---- physics figures --------------------------------------------------------------------------------
 
