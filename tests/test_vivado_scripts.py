@@ -109,23 +109,12 @@ def test_run_sh_prefers_the_backend_tool(tmp_path):
     assert calls[1].endswith("csynth.tcl vivado_hls")
 
 
-def test_rejects_what_cannot_go_into_tcl(tmp_path):
+@pytest.mark.parametrize(
+    ("backend", "part", "field"),
+    [("Vitis", "xcvu9p; exec rm", r"hls\.part"), ("Quartus", "xcvu9p", r"hls\.backend")],
+)
+def test_rejects_what_cannot_go_into_tcl(tmp_path, backend, part, field):
     (tmp_path / "p").mkdir()
-    with pytest.raises(InputError, match=r"hls\.part"):
-        write_vivado_scripts(
-            tmp_path / "p",
-            tmp_path / "s",
-            project_name="myproject",
-            backend="Vitis",
-            part="xcvu9p; exec rm",
-            clock_period_ns=5,
-        )
-    with pytest.raises(InputError, match=r"hls\.backend"):
-        write_vivado_scripts(
-            tmp_path / "p",
-            tmp_path / "s",
-            project_name="myproject",
-            backend="Quartus",
-            part="xcvu9p",
-            clock_period_ns=5,
-        )
+    with pytest.raises(InputError, match=field):
+        write_vivado_scripts(tmp_path / "p", tmp_path / "s", project_name="myproject", backend=backend,
+                             part=part, clock_period_ns=5)
