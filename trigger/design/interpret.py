@@ -1,0 +1,261 @@
+"""The design's interpreter: exact, vectorised, chunked, on both cores. It is the oracle every backend's output
+(C simulation, Verilated RTL) is asserted equal to.
+
+Each op kind has one kernel, `kernel(op, args, arg_types) -> values`, where `args` are (events, *shape)
+float64 arrays of exact values and `arg_types` their fixed-point types. A kernel reproduces the C++ of the
+firmware step by step (products cast to the accumulator, bias cast, sums, the result cast), and takes a fast
+path only where the types prove the slow one changes nothing. Float64 holds every intermediate exactly while
+its integer code stays below 2^53; `exact_in_float64` checks that from the types, and kernels fall back to
+an int64 path otherwise (or refuse, naming the op, rather than approximate).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from trigger.design.fixed import Fx, quantize
+from trigger.errors import InputError
+
+if TYPE_CHECKING:
+    from trigger.design.graph import Design, Op
+
+Kernel = Callable[["Op", list[np.ndarray], list[Fx]], np.ndarray]
+KERNELS: dict[str, Kernel] = {}
+FLOAT64_EXACT = 2.0 ** 53
+DEFAULT_CHUNK = 16384  # rows per chunk: measured fastest for dense designs (L2-resident activations)
+
+
+def kernel(kind: str) -> Callable[[Kernel], Kernel]:
+    """Register the interpreter kernel of an op kind."""
+
+    def register(fn: Kernel) -> Kernel:
+        KERNELS[kind] = fn
+        return fn
+
+    return register
+
+
+def magnitude(t: Fx) -> float:
+    """The largest |value| of a type."""
+    return max(abs(t.min), abs(t.max))
+
+
+def exact_in_float64(bound: float, frac: int) -> bool:
+    """True when every value up to `bound` on a grid of `frac` fractional bits is exact in float64."""
+    return bound * 2.0 ** frac < FLOAT64_EXACT
+
+
+# ---------------------------------------------------------------------------------------------------- dot
+
+
+def dot_accumulate(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, *, x_t: Fx, w_t: Fx, acc_t: Fx,
+                   what: str) -> np.ndarray:
+    """sum_i x[..., i] * w[i, j] (+ bias[j]) as hls4ml's dense/dot templates compute it in `acc_t`.
+
+    The C++ casts every product to `acc_t`, initialises the accumulator with the bias cast to `acc_t`, and adds
+    the products in input order, each addition cast to `acc_t`. When the types prove the products and bias
+    fit `acc_t`, the products' casts are identities; with a wrapping accumulator the sum's wraps then collapse
+    into one wrap of the exact sum (addition modulo 2^width is associative), which is one BLAS matmul.
+    """
+    n_in = w.shape[0]
+    prod_frac = x_t.frac + w_t.frac
+    x_max = magnitude(x_t)
+    w_max = float(np.max(np.abs(w))) if w.size else 0.0
+    b_max = float(np.max(np.abs(bias))) if bias is not None and bias.size else 0.0
+    prod_max = x_max * w_max
+    products_fit = acc_t.holds(-prod_max, prod_max, prod_frac)
+    bias_fits = bias is None or bool(np.array_equal(quantize(bias, acc_t), bias))
+    total = n_in * prod_max + b_max
+    frac = max(prod_frac, acc_t.frac)
+    if products_fit and bias_fits and (acc_t.overflow == "WRAP" or acc_t.holds(-total, total, prod_frac)):
+        if exact_in_float64(total, frac):
+            acc = x @ w
+        else:
+            scale = 2.0 ** frac
+            if total * scale >= 2.0 ** 62:
+                raise InputError(f"{what}: accumulator wider than 62 bits, the interpreter cannot run it exactly")
+            acc = (np.rint(x * 2.0 ** x_t.frac).astype(np.int64) @ np.rint(w * 2.0 ** w_t.frac).astype(np.int64)
+                   ).astype(np.float64) * 2.0 ** -prod_frac
+        if bias is not None:
+            acc = acc + bias
+        return acc if acc_t.holds(-total, total, prod_frac) else quantize(acc, acc_t)
+    # The general path: every product cast, every addition cast, in the C++'s order.
+    if not (exact_in_float64(prod_max, prod_frac) and acc_t.width <= 52):
+        raise InputError(f"{what}: products or accumulator too wide for the exact interpreter")
+    acc = np.broadcast_to(quantize(bias, acc_t) if bias is not None else 0.0,
+                          (*x.shape[:-1], w.shape[1])).copy()
+    for i in range(n_in):
+        acc = quantize(acc + quantize(x[..., i, None] * w[i], acc_t), acc_t)
+    return acc
+
+
+@kernel("dense")
+def _dense(op: Op, args: list[np.ndarray], types: list[Fx]) -> np.ndarray:
+    acc = dot_accumulate(args[0], op.weights["kernel"], op.weights.get("bias"), x_t=types[0],
+                         w_t=op.weight_types["kernel"], acc_t=op.types["accum"], what=op.name)
+    return quantize(acc, op.output.type)
+
+
+def _windows(x: np.ndarray, op: Op) -> np.ndarray:
+    """Zero-padded sliding windows of a channels-last image: (B, *out_spatial, *filter, C)."""
+    pads = [(0, 0), *[tuple(p) for p in op.attrs["padding"]], (0, 0)]
+    x = np.pad(x, pads)
+    filt, strides = op.attrs["filter"], op.attrs["strides"]
+    axes = tuple(range(1, 1 + len(filt)))
+    win = np.lib.stride_tricks.sliding_window_view(x, filt, axis=axes)  # (B, *pos, C, *filt)
+    win = win[(slice(None), *[slice(None, None, s) for s in strides])]
+    return np.moveaxis(win, -len(filt) - 1, -1)  # (B, *pos, *filt, C)
+
+
+@kernel("conv")
+def _conv(op: Op, args: list[np.ndarray], types: list[Fx]) -> np.ndarray:
+    """Conv1D / Conv2D, channels last: the windows times the kernel, accumulated as in `dot_accumulate`."""
+    win = _windows(args[0], op)
+    kernel_ = op.weights["kernel"]  # (*filter, C, F)
+    flat = win.reshape(*win.shape[:-1 - len(op.attrs["filter"])], -1)
+    acc = dot_accumulate(np.ascontiguousarray(flat), kernel_.reshape(-1, kernel_.shape[-1]), op.weights.get("bias"),
+                         x_t=types[0], w_t=op.weight_types["kernel"], acc_t=op.types["accum"], what=op.name)
+    return quantize(acc, op.output.type)
+
+
+@kernel("dot")
+def _dot(op: Op, args: list[np.ndarray], types: list[Fx]) -> np.ndarray:
+    """hls4ml's dot1d: products of two vectors cast to the accumulator, summed there."""
+    a, b = args
+    acc_t = op.types["accum"]
+    prod_frac = types[0].frac + types[1].frac
+    bound = magnitude(types[0]) * magnitude(types[1])
+    n = a.shape[-1]
+    if acc_t.holds(-n * bound, n * bound, prod_frac) and exact_in_float64(n * bound, prod_frac):
+        acc = np.einsum("...i,...i->...", a, b)[..., None]
+    else:
+        if not exact_in_float64(bound, prod_frac):
+            raise InputError(f"{op.name}: products too wide for the exact interpreter")
+        acc = np.zeros((*a.shape[:-1], 1))
+        for i in range(n):
+            acc = quantize(acc + quantize(a[..., i, None] * b[..., i, None], acc_t), acc_t)
+    return quantize(acc, op.output.type)
+
+
+# ---------------------------------------------------------------------------------------------- elementwise
+
+
+@kernel("relu")
+def _relu(op: Op, args: list[np.ndarray], types: list[Fx]) -> np.ndarray:
+    return quantize(np.maximum(args[0], 0.0), op.output.type)
+
+
+@kernel("cast")
+def _cast(op: Op, args: list[np.ndarray], types: list[Fx]) -> np.ndarray:
+    """A linear activation or a type change: the assignment to the result type."""
+    return quantize(args[0], op.output.type)
+
+
+@kernel("reshape")
+def _reshape(op: Op, args: list[np.ndarray], types: list[Fx]) -> np.ndarray:
+    return quantize(args[0].reshape(len(args[0]), *op.output.shape), op.output.type)
+
+
+@kernel("batchnorm")
+def _batchnorm(op: Op, args: list[np.ndarray], types: list[Fx]) -> np.ndarray:
+    """x * scale + bias in full precision (ap_fixed's product and sum types), then the result cast."""
+    return quantize(args[0] * op.weights["scale"] + op.weights["bias"], op.output.type)
+
+
+_MERGE = {
+    "add": np.add, "subtract": np.subtract, "multiply": np.multiply,
+    "maximum": np.maximum, "minimum": np.minimum,
+}
+
+
+@kernel("merge")
+def _merge(op: Op, args: list[np.ndarray], types: list[Fx]) -> np.ndarray:
+    """Two inputs combined in full precision (ap_fixed arithmetic is exact), then cast."""
+    return quantize(_MERGE[op.attrs["op"]](args[0], args[1]), op.output.type)
+
+
+@kernel("concatenate")
+def _concatenate(op: Op, args: list[np.ndarray], types: list[Fx]) -> np.ndarray:
+    return quantize(np.concatenate(args, axis=op.attrs["axis"]), op.output.type)
+
+
+# ---------------------------------------------------------------------------------------------------- runner
+
+
+def _last_uses(design: Design) -> dict[str, int]:
+    last: dict[str, int] = {}
+    for i, op in enumerate(design.ops):
+        for name in op.inputs:
+            last[name] = i
+    return last
+
+
+def run_chunk(design: Design, xs: list[np.ndarray], wanted: list[str] | None = None) -> list[np.ndarray]:
+    """One chunk of events through the design: inputs cast onto the input ports' types, then every op; returns
+    the tensors named in `wanted` (default: the design's outputs)."""
+    env: dict[str, np.ndarray] = {t.name: quantize(np.asarray(x, dtype=np.float64).reshape(len(x), *t.shape), t.type)
+                                  for t, x in zip(design.inputs, xs, strict=True)}
+    types = {t.name: t.type for t in design.inputs}
+    wanted = wanted or design.outputs
+    keep = set(wanted)
+    last = _last_uses(design)
+    for i, op in enumerate(design.ops):
+        fn = KERNELS[op.kind]
+        env[op.output.name] = fn(op, [env[n] for n in op.inputs], [types[n] for n in op.inputs])
+        types[op.output.name] = op.output.type
+        for name in op.inputs:
+            if last[name] == i and name not in keep:
+                del env[name]
+    return [env[n] for n in wanted]
+
+
+def _chunks(n: int, size: int) -> Iterator[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
+
+
+def check_runnable(design: Design) -> None:
+    """Refuse, naming the op, a design with an op kind the interpreter has no kernel for."""
+    for op in design.ops:
+        if op.kind not in KERNELS:
+            raise InputError(f"{op.source or op.name}: op kind {op.kind!r} has no exact interpreter kernel")
+
+
+def run(design: Design, inputs: np.ndarray | list[np.ndarray], *, chunk: int = DEFAULT_CHUNK,
+        workers: int | None = None, progress: Callable[[int], None] | None = None,
+        tensors: list[str] | None = None) -> list[np.ndarray]:
+    """All events through the design, in chunks of `chunk` rows on `workers` threads (numpy and BLAS release
+    the GIL; BLAS is held to one thread per worker so the two do not fight over the cores). Memory stays
+    bounded by a few chunks' activations. `progress(n)` is called with the events done per chunk. Returns the
+    design's outputs, or the named `tensors` (e.g. the logits before a softmax)."""
+    from threadpoolctl import threadpool_limits
+
+    check_runnable(design)
+    xs = inputs if isinstance(inputs, list) else [inputs]
+    if len(xs) != len(design.inputs):
+        raise InputError(f"design {design.name} has {len(design.inputs)} inputs, got {len(xs)} arrays")
+    n = len(xs[0])
+    workers = workers or min(2, os.cpu_count() or 1)
+    slices = list(_chunks(n, chunk))
+
+    def one(s: slice) -> list[np.ndarray]:
+        out = run_chunk(design, [x[s] for x in xs], tensors)
+        if progress is not None:
+            progress(s.stop - s.start)
+        return out
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        if workers == 1 or len(slices) == 1:
+            parts = [one(s) for s in slices]
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                parts = list(pool.map(one, slices))
+    names = tensors or design.outputs
+    if not parts:
+        return [np.zeros((0, *design.tensor(n).shape)) for n in names]
+    return [np.concatenate([p[k] for p in parts]) for k in range(len(names))]
