@@ -2,11 +2,20 @@
 
 The points (trigger/estimate/calibration/hls4ml_baselines.json) are csynth results that hls4ml keeps in
 its repository for its test models, plus the published pruned 3-layer jet tagger. This script rebuilds
-each model as hls4ml's tests define it, converts it with the installed hls4ml (no compile, no vendor
-tool), estimates it and compares, separately for the training and the held-out points.
+each model as hls4ml's tests define it, converts and writes it with the installed hls4ml (no compile, no
+vendor tool), lowers it to a design (`design_of`), estimates that and compares, separately for the training
+and the held-out points. A point whose types a design cannot hold is listed as skipped, with the reason.
 
-    python bench/calibrate_estimator.py [--out bench/results/estimator_calibration.json]
+    python bench/calibrate_estimator.py [--fit] [--out bench/results/estimator_calibration.json]
                                         [--user-report hls_projects/<name>/report.json ...]
+
+The split is by architecture: every point of a held-out model is held out, under every tool version, and
+the script refuses a points file where one model has points on both sides. `--fit` first fits the
+resource-cost parameters in `FITTED` (LUT and FF prices) on the training points, by a coordinate search
+that minimises the squared log error of LUT and FF, and writes them into params.yaml; every other parameter
+(timing above all: the training points' latencies of 0-4 cycles could not constrain them) is set by hand.
+Every run then measures the training and held-out errors and writes the held-out error into params.yaml's
+`calibration` section, which the budget check reports as the margin of an estimated verdict.
 
 `--user-report` adds designs measured by `trigger report` (report.json holding both `estimate` and
 `measured`) as a third group, so users' own synthesis results show the estimator's error on their designs.
@@ -15,8 +24,11 @@ tool), estimates it and compares, separately for the training and the held-out p
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import math
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -27,8 +39,23 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 POINTS = ROOT / "trigger" / "estimate" / "calibration" / "hls4ml_baselines.json"
+PARAMS = ROOT / "trigger" / "estimate" / "params.yaml"
 SHARED_MODELS = ROOT.parent / "shared" / "models"
 METRICS = ("latency_cycles", "ii", "dsp", "lut", "ff", "bram")
+# Parameters `--fit` fits on the training points (params.yaml paths), and the metrics they are fitted to:
+# the glue around the datapath (DSP glue, table indexing, pooling compare/mux, stream FIFOs and handshakes).
+# The datapath's own prices stay physical (an adder bit is one LUT and its carry, a ReLU bit a compare and a
+# mux): fitted freely on 14 points they absorb the glue, double every adder tree elsewhere and did not lower
+# the held-out error (docs/estimator.md).
+FITTED = (
+    ("multiplier", "lut_per_dsp_mult"),
+    ("activation", "lut_table_index_per_elem"),
+    ("pooling", "lut_per_bit_compare"),
+    ("registers", "lut_per_stream_bit"),
+    ("registers", "ff_per_stream_layer"),
+)
+FIT_METRICS = ("lut", "ff")
+FIT_STEPS = (0.5, 0.7, 0.85, 0.95, 1.05, 1.2, 1.4, 2.0)  # factors tried per parameter and round
 
 
 def build_keras(name: str) -> tuple[Any, dict[str, Any]]:
@@ -98,10 +125,71 @@ def build_keras(name: str) -> tuple[Any, dict[str, Any]]:
     return model, cfg_args
 
 
-def estimate_point(point: dict[str, Any], workdir: Path) -> dict[str, Any]:
-    import hls4ml
+class NotADesign(Exception):
+    """The calibration model has a type no design can hold, so it cannot be estimated."""
 
-    from trigger.estimate import estimate_model
+
+def _too_wide(hls_model: Any) -> str | None:
+    """The first type of the converted model wider than a design holds (exact in float64), or None."""
+    from trigger.design.fixed import MAX_WIDTH
+
+    for layer in hls_model.get_layers():
+        for key, value in layer.attributes.items():
+            precision = getattr(value, "precision", None)
+            if key.endswith("_t") and precision is not None and int(precision.width) > MAX_WIDTH:
+                return f"{layer.name} {key} is {precision}, wider than a design's {MAX_WIDTH} bits"
+    return None
+
+
+# hls4ml activation names -> the estimator's op kinds (the keys of params.yaml's activation prices)
+ACTIVATION_KINDS = {"elu": "elu", "sigmoid": "sigmoid", "leakyrelu": "leaky_relu", "prelu": "prelu"}
+
+
+def _calibration_op(layer: Any, ctx: Any) -> Any:
+    """The op of a layer kind that only the calibration has, in the estimator's op kinds, or None for a
+    layer `trigger.design` lowers. trigger compiles none of these, so its designs never hold them (and the
+    interpreter cannot run them), but hls4ml's synthesis baselines measure them."""
+    from trigger.design import Op
+
+    cls = layer.class_name
+    common = {"name": layer.name, "inputs": ctx.inputs(layer), "output": ctx.output(layer),
+              "source": f"{cls} {layer.name!r}"}
+    if cls in ("Activation", "ParametrizedActivation", "PReLU"):
+        function = str(layer.get_attr("activation")).lower()
+        if function not in ACTIVATION_KINDS:
+            return None
+        return Op(ACTIVATION_KINDS[function], **common, types={"table": ctx.fx(layer.get_attr("table_t"))},
+                  attrs={"table_size": int(layer.get_attr("table_size"))})
+    if cls in ("DepthwiseConv1D", "DepthwiseConv2D"):
+        (kernel, kernel_t), (bias, bias_t) = ctx.weight(layer, "weight"), ctx.weight(layer, "bias")
+        return Op("depthwise_conv", **common, types={"accum": ctx.fx(layer.get_attr("accum_t"))},
+                  weights={"kernel": kernel, "bias": bias}, weight_types={"kernel": kernel_t, "bias": bias_t})
+    if cls in ("Pooling1D", "Pooling2D"):
+        pool = ["pool_height", "pool_width"] if cls == "Pooling2D" else ["pool_width"]
+        return Op("pooling", **common, attrs={"op": str(layer.get_attr("pool_op")).lower(),
+                                              "pool": [int(layer.get_attr(k)) for k in pool]})
+    return None
+
+
+def design_of(hls_model: Any) -> Any:
+    """The written hls4ml model as a design: each layer lowered by `trigger.design`, or by `_calibration_op`
+    for the kinds trigger does not compile (such a design is only estimated, never run)."""
+    from trigger.design import Design
+    from trigger.design.lower import LOWERINGS, Context
+
+    ctx = Context(Path(hls_model.config.get_output_dir()))
+    inputs, ops = [], []
+    for layer in hls_model.get_layers():
+        if layer.class_name == "Input":
+            inputs.append(ctx.output(layer))
+        else:
+            ops.append(_calibration_op(layer, ctx) or LOWERINGS[layer.class_name](layer, ctx))
+    return Design(hls_model.config.get_project_name(), inputs, ops, [ops[-1].output.name])
+
+
+def design_point(point: dict[str, Any], workdir: Path) -> tuple[Any, dict[str, Any]]:
+    """The point's design and the synthesis settings it is estimated with."""
+    import hls4ml
 
     model, cfg_args = build_keras(point["model"])
     config = hls4ml.utils.config_from_keras_model(model, backend=point["backend"], **cfg_args)
@@ -115,7 +203,117 @@ def estimate_point(point: dict[str, Any], workdir: Path) -> dict[str, Any]:
         part=point["part"],
         clock_period=point["clock_period_ns"],
     )
-    return estimate_model(hls_model).as_dict()
+    reason = _too_wide(hls_model)
+    if reason is not None:
+        raise NotADesign(reason)
+    hls_model.write()
+    return design_of(hls_model), {
+        "clock_period_ns": point["clock_period_ns"],
+        "io_type": point["io_type"],
+        "strategy": point["strategy"],
+        "reuse_factor": int(config["Model"]["ReuseFactor"]),
+        "part": point["part"],
+        "clock_uncertainty": hls_model.config.get_config_value("ClockUncertainty"),
+    }
+
+
+def estimate_point(point: dict[str, Any], workdir: Path, params: Any = None) -> dict[str, Any]:
+    from trigger.estimate import estimate_design
+
+    design, settings = design_point(point, workdir)
+    return estimate_design(design, **settings, params=params).as_dict()
+
+
+def check_split(points: list[dict[str, Any]]) -> None:
+    """Held out by architecture: no model may have points on both sides (another tool version of a
+    training architecture is not a test of the estimator on an architecture it has not seen)."""
+    sides: dict[str, set[str]] = {}
+    for point in points:
+        sides.setdefault(point["model"], set()).add(point["split"])
+    both = sorted(model for model, split in sides.items() if len(split) > 1)
+    if both:
+        raise SystemExit(f"{POINTS}: models {', '.join(both)} have points in both splits; hold out by architecture")
+
+
+def _get(params: dict[str, Any], path: tuple[str, ...]) -> float:
+    node: Any = params
+    for key in path:
+        node = node[key]
+    return float(node)
+
+
+def _set(params: dict[str, Any], path: tuple[str, ...], value: float) -> None:
+    node: Any = params
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+
+
+def fit_loss(designs: list[tuple[Any, dict[str, Any], dict[str, Any]]], params: Any) -> float:
+    """Squared log error of the fitted metrics over the training designs (+1 keeps zeros finite)."""
+    from trigger.estimate import estimate_design
+
+    loss = 0.0
+    for design, settings, measured in designs:
+        totals = estimate_design(design, **settings, params=params).totals
+        loss += sum(math.log((float(totals[k]) + 1) / (float(measured[k]) + 1)) ** 2
+                    for k in FIT_METRICS if k in measured)
+    return loss
+
+
+def fit(designs: list[tuple[Any, dict[str, Any], dict[str, Any]]], params: Any, rounds: int = 3) -> dict[str, float]:
+    """Coordinate search over `FITTED`: each parameter in turn takes the factor of `FIT_STEPS` that lowers
+    the loss most, for a few rounds. Returns the fitted values (two significant digits past the point)."""
+    from trigger.estimate.params import Params
+
+    best = Params(copy.deepcopy(dict(params)))
+    best_loss = fit_loss(designs, best)
+    print(f"fit: start loss {best_loss:.3f} on {len(designs)} training points")
+    for _ in range(rounds):
+        for path in FITTED:
+            base = _get(best, path)
+            for factor in FIT_STEPS:
+                trial = Params(copy.deepcopy(dict(best)))
+                _set(trial, path, round(base * factor, 3))
+                loss = fit_loss(designs, trial)
+                if loss < best_loss - 1e-9:
+                    best, best_loss = trial, loss
+            print(f"fit: {'.'.join(path)} = {_get(best, path):g} (loss {best_loss:.3f})")
+    return {".".join(path): _get(best, path) for path in FITTED}
+
+
+def write_params(values: dict[str, float], calibration: dict[str, Any]) -> None:
+    """Put fitted values and the `calibration` section into params.yaml, keeping its comments."""
+    lines = PARAMS.read_text().splitlines()
+    for dotted, value in values.items():
+        path, start, indent = dotted.split("."), 0, -1
+        for key in path:  # walk down the nested mapping by indentation
+            for i in range(start, len(lines)):
+                m = re.match(rf"^( *){re.escape(key)}:(.*)$", lines[i])
+                if m and len(m.group(1)) > indent:
+                    start, indent, found = i + 1, len(m.group(1)), i
+                    break
+            else:
+                raise SystemExit(f"{PARAMS}: no {dotted}")
+        comment = lines[found].split("#", 1)[1] if "#" in lines[found] else None
+        lines[found] = f"{' ' * indent}{path[-1]}: {value:g}" + (f"  #{comment}" if comment else "")
+    text = "\n".join(lines) + "\n"
+    text = text[:text.index(CALIBRATION_HEADER)] if CALIBRATION_HEADER in text else text.rstrip("\n") + "\n\n"
+    PARAMS.write_text(text + CALIBRATION_HEADER + json_yaml(calibration))
+
+
+CALIBRATION_HEADER = """\
+# Written by bench/calibrate_estimator.py (do not edit by hand). `fitted`: the parameters its --fit set on
+# the training points (every other value above is set by hand); `holdout_largest_underestimate`: per metric
+# the largest measured / estimated - 1 on the held-out points (how far low the estimate was), which the
+# budget check reports as the margin of an estimated verdict.
+"""
+
+
+def json_yaml(calibration: dict[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump({"calibration": calibration}, sort_keys=False, default_flow_style=None, width=110)
 
 
 def errors(est: dict[str, Any], measured: dict[str, Any]) -> dict[str, dict[str, float | None]]:
@@ -139,11 +337,14 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     for key in METRICS:
         errs = [r["errors"][key] for r in rows if key in r["errors"]]
         rel = [abs(e["rel_error"]) for e in errs if e["rel_error"] is not None]
+        low = [e["measured"] / e["estimated"] - 1 for e in errs if e["estimated"] > 0]
         summary[key] = {
             "n": len(errs),
             "mean_abs_error": round(sum(abs(e["abs_error"]) for e in errs) / len(errs), 3) if errs else None,
             "mean_abs_rel_error": round(sum(rel) / len(rel), 4) if rel else None,
             "n_with_nonzero_measurement": len(rel),
+            # how far low the estimate was at worst (measured / estimated - 1, 0 if never low)
+            "largest_underestimate": round(max([0.0, *low]), 4),
         }
     return summary
 
@@ -176,15 +377,35 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="report.json files that `trigger report` filled with measured numbers",
     )
+    parser.add_argument("--fit", action="store_true",
+                        help="fit the FITTED parameters on the training points and write them into params.yaml")
     args = parser.parse_args(argv)
 
-    from trigger.estimate import load_params
+    from trigger.estimate import estimate_design, load_params
 
     points = json.loads(POINTS.read_text())["points"]
-    rows = []
+    check_split(points)
+    rows, skipped = [], []
     with tempfile.TemporaryDirectory() as tmp:
+        designs = {}
         for point in points:
-            est = estimate_point(point, Path(tmp))
+            try:
+                designs[point["id"]] = design_point(point, Path(tmp))
+            except NotADesign as exc:
+                skipped.append({"id": point["id"], "split": point["split"], "reason": str(exc)})
+                print(f"{point['split']:8s} {point['id']:34s} skipped: {exc}")
+        params = load_params()
+        fitted = sorted(".".join(p) for p in FITTED)
+        if args.fit:
+            train = [(*designs[p["id"]], p["measured"]) for p in points if p["split"] == "train" and p["id"] in designs]
+            write_params(fit(train, params), {"fitted": fitted})  # the measured errors follow below
+            load_params.cache_clear()
+            params = load_params()
+        for point in points:
+            if point["id"] not in designs:
+                continue
+            design, settings = designs[point["id"]]
+            est = estimate_design(design, **settings, params=params).as_dict()
             row = {
                 "id": point["id"],
                 "split": point["split"],
@@ -204,12 +425,20 @@ def main(argv: list[str] | None = None) -> int:
         "train": summarise([r for r in rows if r["split"] == "train"]),
         "holdout": summarise([r for r in rows if r["split"] == "holdout"]),
         "rows": rows,
+        "skipped": skipped,
     }
     if user_rows:
         result["user"] = summarise(user_rows)
         result["user_rows"] = user_rows
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
+    write_params({}, {
+        "source": str(args.out.relative_to(ROOT)) if args.out.is_relative_to(ROOT) else str(args.out),
+        "fitted": params("calibration", "fitted"),
+        "train_points": result["train"]["points"],
+        "holdout_points": result["holdout"]["points"],
+        "holdout_largest_underestimate": {k: result["holdout"][k]["largest_underestimate"] for k in METRICS},
+    })
     for split in ("train", "holdout"):
         s = result[split]
         parts = [

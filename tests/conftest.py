@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # as the CLI sets it
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_MODELS = ROOT.parent / "shared" / "models"
@@ -18,6 +18,71 @@ SHARED_MODELS = ROOT.parent / "shared" / "models"
 @pytest.fixture
 def root() -> Path:
     return ROOT
+
+
+def _merge(config: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`overrides` on top of `config`, merging mappings key by key (so a test changes one field only)."""
+    out = dict(config)
+    for key, value in overrides.items():
+        out[key] = _merge(out.get(key) or {}, value) if isinstance(value, dict) else value
+    return out
+
+
+# Small configs of the other families, for `trigger compile` in the default test run: each trains for a few
+# epochs on part of a shipped dataset and compiles in well under a minute on 2 cores.
+SMALL_FAMILY_CONFIGS: dict[str, dict[str, Any]] = {
+    "autoencoder": {
+        "name": "ci_autoencoder",
+        "model": {"family": "autoencoder", "architecture": {"encoder": [16], "latent": 4, "decoder": [16]}},
+        "quantization": {"input": {"bits": 12, "integer": 6},
+                         "default": {"weight": {"bits": 8, "integer": 1}, "bias": {"bits": 8, "integer": 3},
+                                     "activation": {"bits": 10, "integer": 5}},
+                         "layers": {"latent": {"activation": {"bits": 10, "integer": 4}}}},
+        "data": {"file": str(ROOT / "data" / "l1.h5"), "max_events": 20000, "fractions": [0.4, 0.1, 0.5]},
+        "training": {"epochs": 4, "batch_size": 512, "seed": 1, "float_twin": False},
+        "pruning": {"enabled": True, "target_sparsity": 0.3, "epochs": 2},
+        "equivalence": {"min_events": 5000},
+        "budget": {"latency_ns": 1000},
+        "evaluation": {"rates_khz": [100, 1000]},
+    },
+    "vae": {
+        "name": "ci_vae",
+        "model": {"family": "vae", "architecture": {"encoder": [16], "latent": 4, "decoder": [16]}},
+        "quantization": {"input": {"bits": 12, "integer": 6},
+                         "default": {"weight": {"bits": 8, "integer": 1}, "bias": {"bits": 8, "integer": 3},
+                                     "activation": {"bits": 10, "integer": 5}},
+                         "layers": {"mu": {"activation": {"bits": 10, "integer": 4}}}},
+        "data": {"file": str(ROOT / "data" / "l1.h5"), "max_events": 20000, "fractions": [0.4, 0.1, 0.5]},
+        "training": {"epochs": 4, "batch_size": 512, "seed": 1, "float_twin": True, "init_from_float": True},
+        "pruning": {"enabled": False},
+        "equivalence": {"min_events": 5000},
+        "budget": {"latency_ns": 1000},
+        "evaluation": {"rates_khz": [100, 1000]},
+    },
+    "spanet": {
+        "name": "ci_spanet",
+        "model": {"family": "spanet", "architecture": {"max_jets": 10, "embed": [8], "head_dim": 4, "rank": 2},
+                  "preprocessing": {"augment": 0}},
+        "quantization": {"input": {"bits": 16, "integer": 5},
+                         "default": {"weight": {"bits": 8, "integer": 1}, "bias": {"bits": 10, "integer": 3},
+                                     "activation": {"bits": 14, "integer": 5}}},
+        "data": {"file": str(ROOT / "data" / "ttbar.h5"), "max_events": 6000},
+        "training": {"epochs": 3, "batch_size": 256, "learning_rate": 0.002, "seed": 1, "float_twin": False},
+        "pruning": {"enabled": False},
+        "equivalence": {"min_events": 1000},
+        "budget": {"latency_ns": 2000},
+    },
+}
+
+
+def small_family_config(tmp_path: Path, family: str, **overrides: Any) -> Path:
+    """A small config of `family` (autoencoder, vae, spanet) writing into `tmp_path`."""
+    config = _merge(SMALL_FAMILY_CONFIGS[family], {
+        "output": {"projects_dir": str(tmp_path / "hls_projects"), "scripts_dir": str(tmp_path / "vivado_scripts")},
+        **overrides})
+    path = tmp_path / f"{family}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
 def small_jet_config(tmp_path: Path, **overrides: Any) -> Path:
@@ -37,3 +102,18 @@ def small_jet_config(tmp_path: Path, **overrides: Any) -> Path:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def tiny_jet_config(tmp_path: Path, **overrides: Any) -> Path:
+    """`small_jet_config` cut down for scans, where CI compiles several points: a 16-8-5 tagger, 3000 events,
+    two short epochs and no float twin, so a point is mostly its two g++ builds."""
+    tiny: dict[str, Any] = {
+        "model": {"family": "jet_tagger", "architecture": {"hidden": [8]}},
+        "data": {"max_events": 3000},
+        "training": {"epochs": 2, "batch_size": 64, "learning_rate": 0.01, "float_twin": False},
+        "pruning": {"epochs": 2},
+        "equivalence": {"min_events": 1000},
+    }
+    for key, value in overrides.items():
+        tiny[key] = {**tiny.get(key, {}), **value} if isinstance(value, dict) else value
+    return small_jet_config(tmp_path, **tiny)

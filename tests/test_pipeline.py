@@ -32,8 +32,16 @@ def test_compile_writes_a_verified_project(compiled: tuple[Path, int]) -> None:
     assert eq["max_abs_diff"] == 0.0
     assert eq["testbench"]["passed"] is True
     for kind in ("float", "quantized", "csim"):
-        assert 0.2 < report["metrics"][kind]["accuracy"] <= 1.0
+        # chance is 0.2 and AUC 0.5; this small tagger reaches about 0.35-0.40 and 0.70
+        assert report["metrics"][kind]["accuracy"] > 0.3, kind
+        assert report["metrics"][kind]["mean_auc"] > 0.65, kind
     assert report["metrics"]["csim"] == report["metrics"]["quantized"]
+    assert report["warnings"] == []
+    budget = report["budget"]
+    assert budget["basis"] == "estimate"
+    assert budget["pass"] is True
+    assert budget["pass_with_margin"] is True
+    assert [c["constraint"] for c in budget["checks"]] == ["latency"]
     assert report["sparsity"]["overall"] >= 0.49
     for key in ("latency_cycles", "latency_ns", "ii", "dsp", "lut", "ff", "bram"):
         assert key in report["estimate"]
@@ -48,14 +56,25 @@ def test_compile_writes_a_verified_project(compiled: tuple[Path, int]) -> None:
 
 
 def test_over_budget_exits_1_with_complete_outputs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    config = small_jet_config(tmp_path, budget={"latency_ns": 1},
-                              training={"epochs": 1}, pruning={"enabled": False})
+    """Over a resource cap only: the report names that constraint and not the latency, which passes; a second
+    compile into the same outputs replaces them and says so."""
+    config = small_jet_config(tmp_path, budget={"latency_ns": 1000, "resources_pct": {"lut": 0.001}},
+                              training={"epochs": 1, "float_twin": False}, pruning={"enabled": False})
     assert main(["compile", str(config), "--quiet"]) == 1
     err = capsys.readouterr().err
-    assert err.strip().splitlines()[-1].startswith("error: over budget")
-    report = json.loads((tmp_path / "hls_projects" / "ci_tagger" / "report.json").read_text())
+    assert err.strip().splitlines()[-1].startswith("error: over budget: LUT ")
+    assert "replaced" not in err
+    project = tmp_path / "hls_projects" / "ci_tagger"
+    report = json.loads((project / "report.json").read_text())
     assert report["budget"]["pass"] is False
+    assert [(c["constraint"], c["pass"]) for c in report["budget"]["checks"]] == [("latency", True), ("lut", False)]
     assert report["equivalence"]["pass"] is True
+    md = (project / "report.md").read_text()
+    assert "| lut |" in md
+    assert "budget FAIL (estimate: LUT)" in md
+    assert "latency 1000 ns -> FAIL" not in md
+    assert main(["compile", str(config), "--quiet"]) == 1
+    assert f"[trigger] replaced {project.resolve()} and " in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -93,9 +112,10 @@ def test_kept_softmax_is_checked_on_its_logits(tmp_path: Path) -> None:
     """With `hls.softmax: keep` the logits are still compared bit for bit (through hls4ml's trace) and the
     table softmax is reported separately, by argmax agreement and largest difference."""
     config = small_jet_config(tmp_path, hls={"softmax": "keep"}, training={"epochs": 2},
-                              pruning={"enabled": False})
+                              pruning={"enabled": False}, equivalence={"required_argmax_agreement": 0.95})
     assert main(["compile", str(config), "--quiet"]) == 0
     eq = json.loads((tmp_path / "hls_projects" / "ci_tagger" / "report.json").read_text())["equivalence"]
     assert eq["bit_exact_fraction"] == 1.0
-    assert 0.9 <= eq["softmax"]["argmax_agreement"] <= 1.0
-    assert eq["softmax"]["max_abs_diff"] >= 0.0
+    # the table softmax is not exact (measured: 96.6 % agreement, largest difference 0.035), but close
+    assert 0.95 <= eq["softmax"]["argmax_agreement"] < 1.0
+    assert 0.0 < eq["softmax"]["max_abs_diff"] < 0.1

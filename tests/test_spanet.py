@@ -16,6 +16,7 @@ import pytest
 
 from trigger.baselines.chi2 import Chi2Params, chi2_assign, fit_resolutions, permutations
 from trigger.config import load_config, parse_config
+from trigger.design import lower, run
 from trigger.errors import ConfigError
 from trigger.families.spanet import SpaNet, efficiencies, top_matches, triplet_targets
 
@@ -179,12 +180,14 @@ def test_family_trains_and_its_firmware_model_matches_csim(tmp_path: Path) -> No
     hls_model.compile()
     sim = np.asarray(hls_model.predict([np.ascontiguousarray(v, dtype=np.float64) for v in x]))
     np.testing.assert_array_equal(sim.reshape(reference.shape), reference)
+    np.testing.assert_array_equal(run(lower(hls_model), x)[0], sim.reshape(reference.shape))  # the emulator
 
     fixed = family.evaluate(reference, prepared.test)
     floating = family.evaluate(model.predict(prepared.test.x, verbose=0), prepared.test)
     for result in (fixed, floating):
         assert result["by_multiplicity"]["all"]["events"] == int(prepared.test.meta["fully_matched"].sum())
-        assert result["by_multiplicity"]["all"]["top"] > 0.05  # far above a random triplet (< 1 %)
+        # measured 0.33 of tops right (fixed point and float); a random triplet gets < 1 %
+        assert result["by_multiplicity"]["all"]["top"] > 0.2
     assert fixed["chi2"]["cost"]["permutations_per_event"]["6"] == 90.0
     assert any("chi-square" in line for line in family.summary_lines({"csim": fixed, "float": floating}))
     logits = model.predict(prepared.test.x, verbose=0)

@@ -195,3 +195,59 @@ def test_report_without_report_json_is_input_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match=r"report\.json"):
         _run(tmp_path / "empty")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda r: [r], r"not a trigger report \(a JSON list, not an object\)"),
+        (lambda r: {**r, "budget": "none"}, r"budget must be an object, got 'none'"),
+        (lambda r: {**r, "hls": 5}, r"hls must be an object"),
+        (lambda r: {**r, "budget": {**r["budget"], "latency_ns": "fast"}}, r"budget.latency_ns must be a number"),
+        (lambda r: {**r, "budget": {**r["budget"], "resources_pct": [10]}}, r"budget.resources_pct must map"),
+    ],
+)
+def test_report_refuses_a_malformed_report_json_in_one_line(tmp_path, capsys, edit, message):
+    project = _project(tmp_path, latency_ns=100.0, resources_pct={})
+    path = project / "report.json"
+    path.write_text(json.dumps(edit(json.loads(path.read_text()))))
+    before = path.read_text()
+    with pytest.raises(InputError, match=message) as err:
+        _run(project)
+    assert "\n" not in str(err.value)
+    assert path.read_text() == before
+
+
+@pytest.mark.parametrize("field", ["TargetClockPeriod", "EstimatedClockPeriod"])
+def test_csynth_clock_fields_that_are_not_numbers(tmp_path, field):
+    text = (FIXTURES / "vivado_hls_2020.1_csynth.xml").read_text()
+    bad = tmp_path / "csynth.xml"
+    bad.write_text(re.sub(rf"<{field}>[^<]*</{field}>", f"<{field}>five ns</{field}>", text))
+    with pytest.raises(InputError, match=rf"{field} is not a number \('five ns'\)"):
+        parse_csynth_xml(bad)
+    bad.write_text(re.sub(rf"<{field}>[^<]*</{field}>", f"<{field}>nan</{field}>", text))
+    with pytest.raises(InputError, match=rf"{field} is not a number"):
+        parse_csynth_xml(bad)
+
+
+def test_report_records_the_vendor_basis_and_keeps_the_estimate_verdict(tmp_path):
+    project = _project(tmp_path, latency_ns=55.0, resources_pct={})
+    assert _run(project) == 1
+    report = json.loads((project / "report.json").read_text())
+    budget = report["budget"]
+    assert budget["basis"] == "vendor"
+    assert budget["pass"] is False
+    assert budget["estimate"]["pass"] is True
+    assert [c["constraint"] for c in budget["checks"] if not c["pass"]] == ["latency"]
+    assert _run(project) == 1  # a second run keeps the estimate's verdict, not the first run's
+    assert json.loads((project / "report.json").read_text())["budget"]["estimate"]["pass"] is True
+
+
+def test_trigger_report_cli_exits_2_in_one_line_on_a_list(tmp_path, capsys):
+    from trigger.cli import main
+
+    project = _project(tmp_path, latency_ns=100.0, resources_pct={})
+    (project / "report.json").write_text("[]")
+    assert main(["report", str(project)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {project / 'report.json'}: not a trigger report (a JSON list, not an object)"]

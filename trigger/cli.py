@@ -6,18 +6,23 @@ Exit codes: 0 ok, 1 a check failed (not bit-exact, over budget), 2 bad input. Er
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 from trigger import __version__
-from trigger.errors import TriggerError
+from trigger.errors import Terminated, TriggerError
 
 
 def _compile(args: argparse.Namespace) -> int:
     from trigger.pipeline import CompileOptions, compile_config
+    from trigger.report import budget_verdict
 
     report = compile_config(args.config, CompileOptions(
         model_file=args.model, weights_file=args.weights, out_root=args.out, seed=args.seed, quiet=args.quiet))
@@ -27,8 +32,7 @@ def _compile(args: argparse.Namespace) -> int:
                if est.get("latency_cycles") is not None else "no estimate")
     check = (f"bit-exact {eq['bit_exact_fraction']:.4%}" if eq["mode"] == "bit_exact"
              else f"float model, argmax agreement {eq['argmax_agreement']:.4%}")
-    print(f"{report['name']}: {check} of {eq['events']} events, {latency}, "
-          f"budget {'pass' if report['budget']['pass'] else 'fail' if report['budget']['pass'] is False else 'n/a'}"
+    print(f"{report['name']}: {check} of {eq['events']} events, {latency}, {budget_verdict(report['budget'])}"
           f" -> {report['outputs']['project_dir']}")
     return 0
 
@@ -51,21 +55,51 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--out", type=Path, help="write hls_projects/ and vivado_scripts/ under this folder "
                                                "(default: the config's output section)")
     comp.add_argument("--seed", type=int, help="override training.seed")
-    comp.add_argument("--quiet", action="store_true", help="no progress messages")
+    comp.add_argument("--quiet", action="store_true", help="no progress messages (warnings and errors still print)")
     comp.set_defaults(func=_compile)
 
     add_data_commands(sub)
     add_report_command(sub)
+    from trigger.design.cli import add_design_commands
+
+    add_design_commands(sub)
+    from trigger.scan.cli import add_scan_command
+
+    add_scan_command(sub)
+    from trigger.rtl.synth import add_synth_command
+
+    add_synth_command(sub)
     return parser
 
 
 def _quiet_libraries() -> None:
     """TensorFlow and Keras print warnings about their own internals on every run; the user cannot act on
-    them, so only errors come through (our own messages and exit codes say what happened)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    them, and our own messages and exit codes say what happened. Level 3 is needed: TensorFlow's C++ core
+    logs the "Unable to register cuDNN/cuFFT/cuBLAS factory" lines at error level while it is imported,
+    before Python logging is set up, so a one-line error would otherwise come with three more."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=UserWarning, module=r"keras\..*")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+@contextlib.contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """SIGTERM (a batch system's kill, `timeout`) unwinds the stack like Ctrl-C, so the staging folder and
+    every other temporary file is removed; the default action would kill the process on the spot. The
+    previous handler comes back afterwards (main() also runs inside other programs, e.g. the tests)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,13 +107,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        with sigterm_unwinds():
+            return args.func(args)
     except TriggerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("error: terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
 
 
 if __name__ == "__main__":

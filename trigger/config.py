@@ -9,6 +9,7 @@ the model family, which gets the raw mapping and the path prefix for its message
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,8 @@ IO_TYPES = ("io_parallel", "io_stream")
 STRATEGIES = ("Latency", "Resource")
 PRECISION_RE = re.compile(r"^(ap_fixed|ap_ufixed)<\s*(\d+)\s*,\s*(-?\d+)\s*(,\s*\w+\s*)*>$|^auto$")
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+# One spelling per key: the other one is an unknown key whose message names the right one.
+SPELLINGS = {"standardize": "standardise"}
 
 
 class Section:
@@ -68,6 +71,8 @@ class Section:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(self.field_path(key), f"must be a number, got {value!r}")
         value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(self.field_path(key), f"must be a finite number, got {value}")
         if minimum is not None and (value < minimum or (exclusive_minimum and value == minimum)):
             bound = ">" if exclusive_minimum else ">="
             raise ConfigError(self.field_path(key), f"must be {bound} {minimum}, got {value}")
@@ -99,15 +104,20 @@ class Section:
 
     def finish(self) -> None:
         """Reject keys nobody asked for."""
-        unknown = sorted(set(self.raw) - self.used)
+        unknown = sorted(set(self.raw) - self.used, key=str)
         if unknown:
-            raise ConfigError(self.field_path(unknown[0]), "unknown key")
+            right = SPELLINGS.get(unknown[0])
+            raise ConfigError(self.field_path(str(unknown[0])),
+                              f"unknown key; trigger spells it {right!r}" if right else "unknown key")
 
 
 @dataclass(frozen=True)
 class FixedType:
-    """A fixed-point width in QKeras's convention: `bits` in total, `integer` bits left of the binary point
-    not counting the sign bit (so signed `{bits: 16, integer: 5}` is `ap_fixed<16,6>`)."""
+    """A fixed-point width in QKeras's convention, the one convention of every `{bits, integer}` in a config:
+    `bits` in total, `integer` the bits left of the binary point *not counting the sign bit*. A signed type
+    (weights, biases, inputs, `quantized_bits` outputs) `{bits: 16, integer: 5}` is `ap_fixed<16,6>`; an
+    unsigned one (ReLU activations, scores) has no sign bit, so `{bits: 16, integer: 10}` is
+    `ap_ufixed<16,10>`. Whether a field is signed is fixed by the layer it sets, never by the config."""
 
     bits: int
     integer: int
@@ -209,7 +219,9 @@ class BudgetConfig:
 class EquivalenceConfig:
     min_events: int
     required_fraction: float  # bit-exact events / events, for quantized models
-    required_argmax_agreement: float  # for float models brought with --model, and a kept softmax
+    # For float models brought with --model, and for a kept table softmax (whose logits are also checked
+    # bit for bit): the fraction of events whose argmax the firmware must reproduce.
+    required_argmax_agreement: float
 
 
 @dataclass(frozen=True)
@@ -232,6 +244,7 @@ class Config:
     equivalence: EquivalenceConfig
     evaluation: dict[str, Any]
     output: OutputConfig
+    backends: tuple[str, ...] = ("hls",)  # "rtl": also da4ml Verilog, Verilated against the emulator (trigger.rtl)
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
 
     @property
@@ -245,6 +258,19 @@ class Config:
 
 RESOURCES = ("lut", "ff", "dsp", "bram")
 LAYER_PRECISION_KEYS = ("result", "accum", "weight", "bias")
+
+
+def _tcl_word(sec: Section, key: str, value: str | None) -> str:
+    """A value the vendor scripts write unquoted into TCL (part, output folders): refused here, before any
+    work, when it could break or inject into the scripts."""
+    from trigger.vivado_scripts import _TCL_WORD
+
+    if not value:
+        raise ConfigError(sec.field_path(key), "must not be empty")
+    if not _TCL_WORD.match(value):
+        raise ConfigError(sec.field_path(key), f"{value!r} cannot go into the vendor TCL scripts "
+                                               "(use letters, digits and _ . - + /)")
+    return value
 
 
 def _quantization(sec: Section) -> QuantizationConfig:
@@ -278,9 +304,10 @@ def _hls(sec: Section) -> HLSConfig:
         entry.finish()
     layers_sec.finish()
     precision.finish()
-    part = sec.string("part", "xcvu13p-flga2577-2-e")
-    if not part:
-        raise ConfigError(sec.field_path("part"), "must name an FPGA part")
+    part = _tcl_word(sec, "part", sec.string("part", "xcvu13p-flga2577-2-e"))
+    from trigger.estimate.budget import part_resources
+
+    part_resources(part)  # the estimator and the budget need the part's resources: unknown parts stop here
     cfg = HLSConfig(
         backend=sec.string("backend", "Vitis", choices=BACKENDS),
         part=part,
@@ -391,23 +418,39 @@ def parse_config(raw: Any, source: Path | None = None) -> Config:
         raise ConfigError("evaluation", "must be a mapping")
 
     out = root.section("output")
-    output = OutputConfig(Path(out.string("projects_dir", "hls_projects")),
-                          Path(out.string("scripts_dir", "vivado_scripts")))
+    output = OutputConfig(Path(_tcl_word(out, "projects_dir", out.string("projects_dir", "hls_projects"))),
+                          Path(_tcl_word(out, "scripts_dir", out.string("scripts_dir", "vivado_scripts"))))
     out.finish()
+    backends = root.get("backends", ["hls"])
+    if not isinstance(backends, list) or not backends or not set(map(str, backends)) <= {"hls", "rtl"} \
+            or len(set(backends)) != len(backends):
+        raise ConfigError("backends", f"must be a list of 'hls' and 'rtl', each at most once, got {backends!r}")
     root.finish()
 
     return Config(name=name, source=source, model=ModelConfig(family, arch, prep), quantization=quant,
                   data=data, training=training, pruning=pruning, hls=hls, budget=budget,
-                  equivalence=equivalence, evaluation=evaluation, output=output, raw=raw)
+                  equivalence=equivalence, evaluation=evaluation, output=output, backends=tuple(backends), raw=raw)
 
 
 def load_config(path: str | Path) -> Config:
     """Read and validate a config file; relative paths inside it are relative to the working directory."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: a folder, not a config file")
     if not path.is_file():
         raise InputError(f"{path}: config file not found")
     try:
-        raw = yaml.safe_load(path.read_text())
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the config ({exc.strerror})") from None
+    if b"\0" in data:
+        raise InputError(f"{path}: a binary file, not a YAML config")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text (byte {exc.start}), not a YAML config") from None
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trigger.config import PRECISION_RE, Config
-from trigger.errors import ConfigError, InputError
+from trigger.errors import CheckFailed, ConfigError, InputError
 from trigger.fixed_point import hls_type
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from trigger.families.base import ModelFamily
 
 QUANTIZED_LAYERS = ("QDense", "QConv1D", "QConv2D", "QActivation", "QBatchNormalization")
+RECURRENT_LAYERS = ("LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")
 
 
 def _layer_names(model: keras.Model) -> set[str]:
@@ -36,14 +37,25 @@ def _layer_names(model: keras.Model) -> set[str]:
 
 
 def check_supported(model: keras.Model, source: str, family: ModelFamily) -> None:
-    """Fail early, naming the layer, when hls4ml has no converter for it."""
+    """Fail before any training or conversion, naming the layer, when the firmware model has a layer that
+    hls4ml has no converter for, or a recurrent layer (hls4ml converts some, but trigger's type derivation
+    and bit-exact check do not handle state carried across time steps); and when `hls.precision.layers`
+    names a layer the model does not have (a typo would silently leave the default type)."""
     import hls4ml
 
     supported = set(hls4ml.converters.get_supported_keras_layers()) | set(family.custom_objects())
     for layer in model.layers:
         kind = type(layer).__name__
+        if kind in RECURRENT_LAYERS or kind.lstrip("Q") in RECURRENT_LAYERS:
+            raise InputError(f"{source}: layer {layer.name!r} of type {kind} is recurrent; trigger compiles "
+                             "feed-forward models only (Dense, Conv, activations, merges)")
         if kind not in supported:
             raise InputError(f"{source}: layer {layer.name!r} of type {kind} is not supported by hls4ml")
+    names = _layer_names(model)
+    for name in family.cfg.hls.layer_precision:
+        if name not in names:
+            raise ConfigError(f"hls.precision.layers.{name}",
+                              f"no such layer in the model (layers: {', '.join(sorted(names))})")
 
 
 def profile_ranges(model: keras.Model, x: np.ndarray | list[np.ndarray]) -> dict[str, float]:
@@ -196,18 +208,44 @@ def convert(model: keras.Model, cfg: Config, family: ModelFamily, output_dir: Pa
         input_data_tb=str(tb_in), output_data_tb=str(tb_out))
 
 
+class _Template:
+    """hls4ml's test bench text, edited only where the expected code is found: a bench that silently kept
+    hls4ml's own (non-comparing) code would exit 0 and "pass" whatever the outputs, so an edit that does not
+    apply stops the compile instead."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.text = path.read_text()
+
+    def _missing(self, snippet: str, found: int, expected: int | None) -> CheckFailed:
+        return CheckFailed(f"{self.path}: hls4ml's test bench template changed ({snippet!r} found {found} "
+                           f"times, expected {expected or 'at least 1'}); the golden-vector check cannot be added")
+
+    def replace(self, old: str, new: str, *, count: int | None = None, regex: bool = False) -> None:
+        found = len(re.findall(old, self.text)) if regex else self.text.count(old)
+        if found == 0 or (count is not None and found != count):
+            raise self._missing(old, found, count)
+        self.text = re.sub(old, new, self.text) if regex else self.text.replace(old, new)
+
+    def index(self, snippet: str, start: int = 0) -> int:
+        at = self.text.find(snippet, start)
+        if at < 0:
+            raise self._missing(snippet, 0, None)
+        return at
+
+
 def add_golden_check(test_bench: Path, hls_model: ModelGraph) -> None:
     """Make hls4ml's test bench compare every output with the golden file and exit 1 on a mismatch."""
-    text = test_bench.read_text()
+    tb = _Template(test_bench)
     # Read as doubles (exact for every fixed-point value), under names no layer can take: hls4ml's `in`
     # and `pr` collide with a model input named `in`.
-    text = text.replace("std::vector<float> in;", "std::vector<double> tb_in;")
-    text = text.replace("in.push_back(", "tb_in.push_back(")
-    text = re.sub(r"nnet::copy_data<float, (\w+), ([^,]+), ([^>]+)>\(in, ",
-                  r"nnet::copy_data<double, \1, \2, \3>(tb_in, ", text)
-    text = text.replace("std::vector<float> pr;", "std::vector<double> tb_pr;")
-    text = text.replace("pr.push_back(", "tb_pr.push_back(")
-    text = text.replace("std::cout << pr[i]", "std::cout << tb_pr[i]")
+    tb.replace("std::vector<float> in;", "std::vector<double> tb_in;", count=1)
+    tb.replace("in.push_back(", "tb_in.push_back(")
+    tb.replace(r"nnet::copy_data<float, (\w+), ([^,]+), ([^>]+)>\(in, ",
+               r"nnet::copy_data<double, \1, \2, \3>(tb_in, ", regex=True)
+    tb.replace("std::vector<float> pr;", "std::vector<double> tb_pr;", count=1)
+    tb.replace("pr.push_back(", "tb_pr.push_back(")
+    tb.replace("std::cout << pr[i]", "std::cout << tb_pr[i]")
     compare = []
     offset = 0
     for out in hls_model.get_output_variables():
@@ -222,19 +260,18 @@ def add_golden_check(test_bench: Path, hls_model: ModelGraph) -> None:
             f"            }}\n")
         offset += size
     # The first tb-output marker sits at the end of the loop over the golden file; its block closes the loop.
-    first = text.index("// hls-fpga-machine-learning insert tb-output")
-    insert_at = text.index("\n        }\n", first) + 1
-    text = text[:insert_at] + "".join(compare) + text[insert_at:]
-    text = text.replace("    std::string iline;", "    int mismatches = 0;\n    std::string iline;", 1)
-    text = text.replace(
+    insert_at = tb.index("\n        }\n", tb.index("// hls-fpga-machine-learning insert tb-output")) + 1
+    tb.text = tb.text[:insert_at] + "".join(compare) + tb.text[insert_at:]
+    tb.replace("    std::string iline;", "    int mismatches = 0;\n    std::string iline;", count=1)
+    tb.replace(
         "    return 0;\n}",
         "    if (mismatches > 0) {\n"
         "        std::cout << \"FAIL: \" << mismatches << \" outputs differ from the golden vectors\" << std::endl;\n"
         "        return 1;\n"
         "    }\n"
         "    std::cout << \"PASS: all outputs equal the golden vectors bit for bit\" << std::endl;\n"
-        "    return 0;\n}")
-    test_bench.write_text(text)
+        "    return 0;\n}", count=1)
+    test_bench.write_text(tb.text)
 
 
 def compile_csim(hls_model: ModelGraph) -> None:

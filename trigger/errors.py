@@ -32,3 +32,8 @@ class CheckFailed(TriggerError):
     """The design was built but a check failed (bit-exactness, latency or resource budget)."""
 
     exit_code = 1
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised by the CLI's handler so that it unwinds like Ctrl-C: every `with` block (the output
+    staging folder above all) cleans up. A BaseException, so no `except Exception` can swallow it."""

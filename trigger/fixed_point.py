@@ -7,7 +7,9 @@ comparison meaningful; values outside the range are saturated here, and counted,
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -39,3 +41,13 @@ def to_grid(x: np.ndarray, t: FixedType) -> GridResult:
 def hls_type(t: FixedType, signed: bool = True) -> str:
     """hls4ml's spelling of the type."""
     return f"fixed<{t.bits},{t.integer + 1}>" if signed else f"ufixed<{t.bits},{t.integer}>"
+
+
+def on_input_grid(split: Any, t: FixedType) -> tuple[Any, int]:
+    """A `Split` with every input array truncated onto the input grid `t` as float32 (what the Keras model,
+    the emulator and the C simulation are all fed), and how many values saturated."""
+    xs = split.x if isinstance(split.x, list) else [split.x]
+    results = [to_grid(x, t) for x in xs]
+    grid = [r.values.astype(np.float32) for r in results]
+    return dataclasses.replace(split, x=grid if isinstance(split.x, list) else grid[0]), \
+        sum(r.saturated for r in results)

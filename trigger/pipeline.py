@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import yaml
 
 from trigger import equivalence, report
 from trigger.config import Config, OutputConfig, load_config
 from trigger.errors import CheckFailed, ConfigError, InputError
 from trigger.families import ModelFamily, Split, family_class
-from trigger.fixed_point import hls_type, to_grid
+from trigger.fixed_point import hls_type, on_input_grid
 from trigger.staging import Staging
 
 if TYPE_CHECKING:
@@ -43,15 +44,21 @@ class CompileOptions:
 
 
 class Log:
-    """Stage messages and timings; silent with --quiet."""
+    """Stage messages and timings, silent with --quiet; notes (what the user would not expect) always print.
+    Progress bars only on a terminal: in a log file or a pipe their carriage returns are noise."""
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
+        self.progress = not quiet and sys.stderr.isatty()
         self.timings: dict[str, float] = {}
 
     def say(self, message: str) -> None:
         if not self.quiet:
             print(message, file=sys.stderr, flush=True)
+
+    @staticmethod
+    def note(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -70,14 +77,6 @@ def apply_options(cfg: Config, options: CompileOptions) -> Config:
         cfg = dataclasses.replace(cfg, output=OutputConfig(options.out_root / "hls_projects",
                                                             options.out_root / "vivado_scripts"))
     return cfg
-
-
-def _on_grid(split: Split, cfg: Config) -> tuple[Split, int]:
-    """The split with its inputs truncated onto the input grid, and how many values saturated."""
-    xs = split.x if isinstance(split.x, list) else [split.x]
-    results = [to_grid(x, cfg.quantization.input) for x in xs]
-    grid = [r.values.astype(np.float32) for r in results]
-    return Split(grid if isinstance(split.x, list) else grid[0], split.y, split.meta), sum(r.saturated for r in results)
 
 
 def _concat(a: Split, b: Split) -> Split:
@@ -102,6 +101,25 @@ def _csim_input(x: np.ndarray | list[np.ndarray]) -> np.ndarray | list[np.ndarra
         else np.ascontiguousarray(x, dtype=np.float64)
 
 
+def _rows(outputs: np.ndarray | list[np.ndarray], rows: slice) -> np.ndarray | list[np.ndarray]:
+    """The events `rows` of one output array or of each of several."""
+    return [o[rows] for o in outputs] if isinstance(outputs, list) else outputs[rows]
+
+
+def _unlist(outputs: np.ndarray | list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
+    """A one-output model's outputs as one array, as Keras and hls4ml return them."""
+    return outputs[0] if isinstance(outputs, list) and len(outputs) == 1 else outputs
+
+
+def _design_meta(cfg: Config, family: ModelFamily) -> dict[str, Any]:
+    """What the design carries beside its graph: the target and the settings its estimate and backends read."""
+    from trigger.vivado_scripts import CLOCK_UNCERTAINTY
+
+    return {"family": family.name, "backend": cfg.hls.backend, "part": cfg.hls.part,
+            "clock_period_ns": cfg.hls.clock_period_ns, "clock_uncertainty": CLOCK_UNCERTAINTY[cfg.hls.backend],
+            "io_type": cfg.hls.io_type, "strategy": cfg.hls.strategy, "reuse_factor": cfg.hls.reuse_factor}
+
+
 def _kept_softmax(model: keras.Model) -> str | None:
     """Name of the logits layer when the firmware model ends in a separate softmax Activation."""
     from tensorflow import keras
@@ -112,14 +130,34 @@ def _kept_softmax(model: keras.Model) -> str | None:
     return None
 
 
-def _check_model_fits(model: keras.Model, split: Split, source: Path) -> None:
-    xs = split.x if isinstance(split.x, list) else [split.x]
-    if len(model.inputs) != len(xs):
-        raise InputError(f"{source}: model has {len(model.inputs)} inputs, the config's data give {len(xs)}")
-    for tensor, x in zip(model.inputs, xs, strict=True):
-        if tuple(tensor.shape[1:]) != tuple(x.shape[1:]):
-            raise InputError(f"{source}: model input {tensor.name} has shape {tuple(tensor.shape[1:])}, "
-                             f"the data give {tuple(x.shape[1:])}")
+def _shapes(tensors: list[Any]) -> list[tuple[Any, ...]]:
+    return [tuple(t.shape[1:]) for t in tensors]
+
+
+def _check_architecture(family: ModelFamily, user_model: keras.Model | None, source: str) -> None:
+    """Everything the conversion needs from the model's architecture, checked before any training.
+
+    The family's own model, built untrained, has the layers and the input and output shapes the config
+    describes; a user's model must have the same inputs and outputs (the family's firmware view and metrics
+    read them), and the firmware model only layers trigger can compile, named as `hls.precision.layers`
+    names them. `hls.softmax: keep` needs a softmax to keep."""
+    from trigger.convert import check_supported
+    from trigger.model_io import is_quantized
+
+    reference = family.build(quantized=user_model is None or is_quantized(user_model))
+    firmware = family.firmware_model(reference)
+    if family.cfg.hls.softmax == "keep" and not any(
+            layer.get_config().get("activation") == "softmax" for layer in firmware.layers):
+        raise ConfigError("hls.softmax", f"the {family.name} firmware has no softmax; 'keep' does not apply "
+                                         "(remove the key)")
+    if user_model is not None:
+        for what, theirs, ours in (("inputs", user_model.inputs, reference.inputs),
+                                   ("outputs", user_model.outputs, reference.outputs)):
+            if _shapes(theirs) != _shapes(ours):
+                raise InputError(f"{source}: model {what} have shapes {_shapes(theirs)}; the {family.name} "
+                                 f"family needs {_shapes(ours)}")
+        firmware = family.firmware_model(user_model)
+    check_supported(firmware, source, family)
 
 
 def _train_and_prune(family: ModelFamily, cfg: Config, prepared: Any, *, quantized: bool, log: Log,
@@ -129,13 +167,13 @@ def _train_and_prune(family: ModelFamily, cfg: Config, prepared: Any, *, quantiz
     from trigger.train import train
 
     with log.stage(f"train {label}"):
-        model, history = train(family, prepared, cfg.training, quantized=quantized, progress=not log.quiet,
+        model, history = train(family, prepared, cfg.training, quantized=quantized, progress=log.progress,
                                start_from=start_from)
     if not cfg.pruning.enabled:
         return model, None, history
     with log.stage(f"prune {label}"):
         result = prune(model, family, prepared, cfg.pruning, cfg.training, quantized=quantized,
-                       progress=not log.quiet)
+                       progress=log.progress)
     sparsity = {"target": cfg.pruning.target_sparsity, "overall": result.overall, "layers": result.layer_sparsity}
     return result.model, sparsity, {**history, **{f"prune_{k}": v for k, v in result.history.items()}}
 
@@ -143,6 +181,8 @@ def _train_and_prune(family: ModelFamily, cfg: Config, prepared: Any, *, quantiz
 def compile_config(config_path: Path, options: CompileOptions) -> dict[str, Any]:
     """Run the whole pipeline; returns report.json's content. Raises CheckFailed after writing the outputs
     when the design is not bit-exact or misses its budget."""
+    # Every check on the inputs runs here, before any data is read or model trained; nothing is written
+    # until the outputs are committed.
     cfg = apply_options(load_config(config_path), options)
     family = family_class(cfg.model.family)(cfg)
     for path, what in ((options.model_file, "model file"), (cfg.data.file, "data file")):
@@ -150,7 +190,18 @@ def compile_config(config_path: Path, options: CompileOptions) -> dict[str, Any]
             raise InputError(f"{path}: {what} not found")
     if options.weights_file is not None and options.model_file is None:
         raise InputError("--weights: goes with --model")
+    staging = Staging(cfg.project_dir, cfg.scripts_dir,
+                      fields=("--out", "--out") if options.out_root else ("output.projects_dir", "output.scripts_dir"))
     log = Log(options.quiet)
+    user_model, weights_file = None, options.weights_file
+    if options.model_file is not None:
+        from trigger.model_io import load_model, weights_beside
+
+        if options.model_file.suffix == ".json" and weights_file is None:
+            weights_file = weights_beside(options.model_file)
+        with log.stage("load model"):
+            user_model = load_model(options.model_file, weights_file, family.custom_objects())
+    _check_architecture(family, user_model, str(options.model_file or cfg.name))
 
     from trigger.data import load
 
@@ -160,7 +211,7 @@ def compile_config(config_path: Path, options: CompileOptions) -> dict[str, Any]
         prepared = family.prepare(data)
         saturated = 0
         for name in ("train", "val", "test"):
-            split, n = _on_grid(getattr(prepared, name), cfg)
+            split, n = on_input_grid(getattr(prepared, name), cfg.quantization.input)
             setattr(prepared, name, split)
             saturated += n
     heldout = _concat(prepared.val, prepared.test)
@@ -172,12 +223,10 @@ def compile_config(config_path: Path, options: CompileOptions) -> dict[str, Any]
 
     histories: dict[str, Any] = {}
     float_model: keras.Model | None = None
-    if options.model_file is not None:
-        from trigger.model_io import is_quantized, load_model
+    if user_model is not None:
+        from trigger.model_io import is_quantized
 
-        with log.stage("load model"):
-            model = load_model(options.model_file, options.weights_file, family.custom_objects())
-        _check_model_fits(model, prepared.train, options.model_file)
+        model = user_model
         quantized = is_quantized(model)
         if not quantized:
             float_model = model
@@ -186,8 +235,7 @@ def compile_config(config_path: Path, options: CompileOptions) -> dict[str, Any]
         layers, overall = kernel_sparsity(model)
         sparsity: dict[str, Any] | None = {"target": None, "overall": overall, "layers": layers}
         source = {"kind": "user model", "model_file": str(options.model_file),
-                  "weights_file": str(options.weights_file) if options.weights_file else None,
-                  "quantized": quantized}
+                  "weights_file": str(weights_file) if weights_file else None, "quantized": quantized}
     else:
         quantized = True
         if cfg.training.float_twin:
@@ -198,45 +246,56 @@ def compile_config(config_path: Path, options: CompileOptions) -> dict[str, Any]
             start_from=float_model if cfg.training.init_from_float else None)
         source = {"kind": "trained", "model_file": None, "weights_file": None, "quantized": True}
 
-    from trigger.convert import check_supported, compile_csim, convert, relocate_config, run_testbench, write_dat
+    from trigger.convert import compile_csim, convert, relocate_config, run_testbench, write_dat
 
     firmware = family.firmware_model(model)
-    check_supported(firmware, str(options.model_file or cfg.name), family)
     logits_layer = _kept_softmax(firmware)
     mode = "bit_exact" if quantized else "argmax"
 
-    with Staging(cfg.project_dir, cfg.scripts_dir) as staging:
+    with staging:
         reference = _predict(firmware, heldout.x)
         tb = heldout.take(slice(0, TESTBENCH_EVENTS))
-        tb_ref = reference[:TESTBENCH_EVENTS] if not isinstance(reference, list) \
-            else [r[:TESTBENCH_EVENTS] for r in reference]
         with log.stage("hls4ml conversion"):
-            hls_model = convert(firmware, cfg, family, staging.project, tb_inputs=tb.x, tb_outputs=tb_ref,
+            hls_model = convert(firmware, cfg, family, staging.project, tb_inputs=tb.x,
+                                tb_outputs=_rows(reference, slice(0, TESTBENCH_EVENTS)),
                                 trace_layers=[logits_layer] if logits_layer else [], profile_x=prepared.train.x)
         with log.stage("C simulation build"):
             compile_csim(hls_model)
-        with log.stage("C simulation"):
-            x_sim = _csim_input(heldout.x)
+        with log.stage("design and emulator"):
+            from trigger.design import lower, run
+
+            design = lower(hls_model, meta=_design_meta(cfg, family))
+            design.save(staging.project)
+            # `trigger emulate` and `trigger verify` rebuild the family (and its inputs) from this copy.
+            (staging.project / "config.yaml").write_text(yaml.safe_dump(cfg.raw, sort_keys=False))
+            emulated = _unlist(run(design, heldout.x))
             if logits_layer:
-                csim_out, trace = hls_model.trace(x_sim)
                 from tensorflow import keras
 
                 ref_logits = _predict(keras.Model(firmware.inputs, firmware.get_layer(logits_layer).output), heldout.x)
-                eq = equivalence.compare(ref_logits, trace[logits_layer].reshape(ref_logits.shape))
-                sm = equivalence.compare(reference, csim_out)
-                eq["softmax"] = {"argmax_agreement": sm.get("argmax_agreement"), "max_abs_diff": sm["max_abs_diff"]}
-            else:
-                csim_out = hls_model.predict(x_sim)
-                eq = equivalence.compare(reference, csim_out)
+                emu_logits = run(design, heldout.x, tensors=[logits_layer])[0]
+        with log.stage("C simulation"):
+            csim_out = _unlist(hls_model.predict(_csim_input(heldout.x)))
+        # Leg 1 (the lowering): the model against the emulator, on the logits when hls4ml's table softmax is kept
+        # (Keras's float softmax is no fixed-point function); leg 2 (the HLS backend): emulator against C simulation.
+        model_pair = (ref_logits, emu_logits) if logits_layer else (reference, emulated)
+        legs = {"model_vs_emulator": equivalence.compare(*model_pair),
+                "emulator_vs_csim": equivalence.compare(emulated, csim_out)}
+        exact = {"emulator_vs_csim": equivalence.exact_events(emulated, csim_out)}
+        if mode == "bit_exact":
+            exact["model_vs_emulator"] = equivalence.exact_events(*model_pair)
+        eq = equivalence.combine(legs, exact)
+        if logits_layer:
+            sm = equivalence.compare(reference, emulated)
+            eq["softmax"] = {"argmax_agreement": sm.get("argmax_agreement"), "max_abs_diff": sm["max_abs_diff"]}
         if mode == "argmax" or logits_layer:
             # A float model, or hls4ml's table softmax, cannot match Keras bit for bit: the golden vectors
-            # are then the firmware's own outputs.
-            tb_sim = csim_out[:TESTBENCH_EVENTS] if not isinstance(csim_out, list) \
-                else [c[:TESTBENCH_EVENTS] for c in csim_out]
-            write_dat(staging.project / "tb_data" / "tb_output_predictions.dat", tb_sim)
-        golden = ("C simulation (float model, not bit-exact with Keras)" if mode == "argmax"
-                  else "C simulation (table softmax kept; its logits are bit-exact with Keras)" if logits_layer
-                  else "quantized Keras model")
+            # are then the firmware's own outputs (the emulator's, equal to the C simulation's).
+            write_dat(staging.project / "tb_data" / "tb_output_predictions.dat",
+                      _rows(emulated, slice(0, TESTBENCH_EVENTS)))
+        golden = ("the design's emulator (float model, not bit-exact with Keras)" if mode == "argmax"
+                  else "the design's emulator (table softmax kept; its logits are bit-exact with Keras)"
+                  if logits_layer else "quantized Keras model")
         eq["golden_vectors"] = {"events": len(tb), "source": golden}
         if cfg.hls.io_type == "io_parallel":
             with log.stage("exported test bench"):
@@ -247,21 +306,20 @@ def compile_config(config_path: Path, options: CompileOptions) -> dict[str, Any]
                   required_argmax_agreement=cfg.equivalence.required_argmax_agreement, **{"pass": failure is None})
 
         with log.stage("physics metrics"):
-            n_val = len(prepared.val)
-            test_csim = csim_out[n_val:] if not isinstance(csim_out, list) else [c[n_val:] for c in csim_out]
-            outputs = {"csim": test_csim}
+            # The emulator scores the whole test split; the C simulation stays the firmware's witness.
+            test = slice(len(prepared.val), None)
+            outputs = {"emulator": _rows(emulated, test), "csim": _rows(csim_out, test)}
             if float_model is not None:
                 outputs["float"] = _predict(family.firmware_model(float_model), prepared.test.x)
             if quantized:
-                outputs["quantized"] = reference[n_val:] if not isinstance(reference, list) \
-                    else [r[n_val:] for r in reference]
+                outputs["quantized"] = _rows(reference, test)
             metrics = {kind: family.evaluate(outputs[kind], prepared.test) if kind in outputs else None
-                       for kind in ("float", "quantized", "csim")}
+                       for kind in ("float", "quantized", "csim", "emulator")}
             plots = family.plots({k: outputs[k] for k in ("float", "quantized", "csim") if k in outputs},
                                  prepared.test, staging.project)
 
         with log.stage("latency and resource estimate"):
-            estimate, budget, table = _estimate(hls_model, cfg)
+            estimate, budget, table = _estimate(design, cfg)
         with log.stage("vendor scripts"):
             from trigger.vivado_scripts import write_vivado_scripts
 
@@ -276,6 +334,8 @@ def compile_config(config_path: Path, options: CompileOptions) -> dict[str, Any]
         content = _report(cfg, config_path, family, data=data, prepared=prepared, source=source,
                           sparsity=sparsity, eq=eq, metrics=metrics, estimate=estimate, budget=budget, plots=plots,
                           histories=histories, log=log)
+        for warning in content["warnings"]:
+            log.note(f"warning: {warning}")
         from trigger.project_readme import write_project_readme
 
         write_project_readme(staging.project, staging.scripts, cfg, hls_model, content)
@@ -284,7 +344,10 @@ def compile_config(config_path: Path, options: CompileOptions) -> dict[str, Any]
         # hls4ml's keras_model.keras does not reload QKeras layers (Keras 2.14); the HDF5 copy does.
         firmware.save(staging.project / "firmware_model.h5")
         relocate_config(staging.project, cfg.project_dir)
-        staging.commit()
+        replaced = staging.commit()
+
+    if replaced:
+        log.note(f"[trigger] replaced {' and '.join(map(str, replaced))} from an earlier run")
 
     log.say(f"[trigger] wrote {cfg.project_dir} and {cfg.scripts_dir}")
     if failure is not None:
@@ -295,15 +358,18 @@ def compile_config(config_path: Path, options: CompileOptions) -> dict[str, Any]
     return content
 
 
-def _estimate(hls_model: Any, cfg: Config) -> tuple[dict[str, Any], dict[str, Any], str]:
-    from trigger.estimate import budget_table, check_budget, estimate_model
+def _estimate(design: Any, cfg: Config) -> tuple[dict[str, Any], dict[str, Any], str]:
+    from trigger.estimate import budget_table, check_budget, estimate_design, estimate_margin, with_margin
 
-    est = estimate_model(hls_model, clock_period_ns=cfg.hls.clock_period_ns)
+    est = estimate_design(design, clock_period_ns=cfg.hls.clock_period_ns, io_type=cfg.hls.io_type,
+                          strategy=cfg.hls.strategy, reuse_factor=cfg.hls.reuse_factor, part=cfg.hls.part,
+                          clock_uncertainty=design.meta["clock_uncertainty"])
     result = check_budget(est.totals, latency_ns=cfg.budget.latency_ns, resources_pct=cfg.budget.resources_pct,
                           part=cfg.hls.part)
+    margin = estimate_margin()
     budget = {"latency_ns": cfg.budget.latency_ns, "resources_pct": cfg.budget.resources_pct, "part": cfg.hls.part,
-              "pass": result.passed, "reasons": result.reasons, "utilisation_pct": result.utilisation_pct,
-              "basis": "estimate"}
+              **result.as_dict(), "basis": "estimate", "margin": margin,
+              "pass_with_margin": with_margin(result, margin["by_metric"])}
     return est.as_dict(), budget, budget_table(est)
 
 
@@ -332,6 +398,7 @@ def _report(cfg: Config, config_path: Path, family: ModelFamily, *, data: Any, p
         "training": {"seed": cfg.training.seed, "history": histories},
         "outputs": {"project_dir": str(cfg.project_dir), "scripts_dir": str(cfg.scripts_dir)},
         "plots": plots,
+        "warnings": [w for w in (report.chance_level(metrics, user_model=source["kind"] == "user model"),) if w],
         "timings_s": dict(log.timings),
         "versions": report.versions(),
     }

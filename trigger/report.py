@@ -7,12 +7,13 @@
 from __future__ import annotations
 
 import json
+import math
 import platform
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: equivalence.legs, metrics.emulator (the design and its emulator)
 TOOLS = ("trigger", "tensorflow", "keras", "qkeras", "tensorflow-model-optimization", "hls4ml", "numpy",
          "pythia8mc", "fastjet", "h5py")
 ESTIMATE_KEYS = ("latency_cycles", "latency_ns", "ii", "dsp", "lut", "ff", "bram")
@@ -29,8 +30,54 @@ def versions() -> dict[str, str | None]:
     return found
 
 
+def _strict(value: Any) -> Any:
+    """The value with NumPy scalars as Python numbers and non-finite floats as None: report.json is strict
+    JSON (a bare NaN is not JSON, and most readers outside Python reject it); null reads as "n/a"."""
+    if isinstance(value, dict):
+        return {str(k): _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()  # NumPy scalar
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def dumps(report: dict[str, Any]) -> str:
+    """report.json's text; `allow_nan=False` makes any non-finite number that slipped through an error."""
+    return json.dumps(_strict(report), indent=2, allow_nan=False) + "\n"
+
+
 def write_json(path: Path, report: dict[str, Any]) -> None:
-    path.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")
+    path.write_text(dumps(report))
+
+
+CHANCE_MARGIN = 0.1  # a figure within this of the random-guess value is "near chance"
+
+
+def chance_level(metrics: dict[str, Any], user_model: bool) -> str | None:
+    """A one-line warning when the firmware model's headline figure is hardly better than guessing, else None.
+
+    Headline figures: a classifier's accuracy (chance 1 / classes) and mean AUC (chance 0.5), an anomaly
+    score's AUC for every signal (0.5); "near" is within `CHANCE_MARGIN`. An imported model near chance
+    usually saw differently preprocessed features in its own training (other scaling, order or units), so
+    the warning says so."""
+    m = metrics.get("csim") or {}
+    figure = None
+    if "accuracy" in m and isinstance(m.get("auc"), dict) and m["auc"]:
+        chance = 1.0 / len(m["auc"])
+        if m["accuracy"] <= chance + CHANCE_MARGIN or (m.get("mean_auc") or 0.5) <= 0.5 + CHANCE_MARGIN:
+            figure = f"accuracy {m['accuracy']:.3f} (chance {chance:.3f}), mean AUC {_fmt(m.get('mean_auc'), 3)}"
+    elif isinstance(m.get("roc_auc"), dict) and m["roc_auc"]:
+        aucs = [v for v in m["roc_auc"].values() if v is not None]
+        if aucs and max(abs(v - 0.5) for v in aucs) <= CHANCE_MARGIN:
+            figure = f"AUC {', '.join(f'{v:.3f}' for v in aucs)} for every signal (chance 0.5)"
+    if figure is None:
+        return None
+    cause = ("a model trained on differently preprocessed features than model.preprocessing gives is the usual "
+             "cause" if user_model else "the model did not learn; check the data and the training settings")
+    return f"the firmware model is near chance level: {figure}; {cause}"
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -39,6 +86,50 @@ def _fmt(value: Any, digits: int = 4) -> str:
     if isinstance(value, float):
         return f"{value:.4g}" if 0 < abs(value) < 1e-3 or abs(value) >= 1e5 else f"{value:.{digits}f}"
     return str(value)
+
+
+BASIS = {"estimate": "the trigger estimator (no vendor tool was run)",
+         "vendor": "the vendor tool's reports (`trigger report`)"}
+
+
+def budget_verdict(budget: dict[str, Any]) -> str:
+    """One phrase for the summary line: the verdict, which basis decided it, and whether it survives the
+    estimator's measured error (an estimated pass that does not is only as good as the estimate)."""
+    if budget.get("pass") is None:
+        return "no budget set"
+    basis = budget.get("basis", "estimate")
+    if budget["pass"] is False:
+        failed = [c["constraint"].upper() if c["unit"] == "%" else c["constraint"]
+                  for c in budget.get("checks", []) if not c["pass"]]
+        return f"budget FAIL ({basis}: {', '.join(failed)})"
+    if basis == "estimate" and budget.get("pass_with_margin") is False:
+        return "budget pass (estimate; fails with the estimator's measured error)"
+    return f"budget pass ({basis}" + (", also with its measured error)" if basis == "estimate" else ")")
+
+
+def budget_lines(budget: dict[str, Any]) -> list[str]:
+    """report.md's budget table: every constraint, its value against its limit, and (for an estimate) the
+    value raised by the estimator's measured held-out error."""
+    if budget.get("pass") is None:
+        return ["- budget: none set"]
+    basis = budget.get("basis", "estimate")
+    margin = (budget.get("margin") or {}).get("by_metric", {}) if basis == "estimate" else {}
+    lines = [f"Budget, decided on {BASIS.get(basis, basis)}"
+             + (f"; margin: the estimator's largest under-estimate on {budget['margin']['points']} held-out "
+                "synthesis results (docs/estimator.md)" if margin else "") + ":", "",
+             "| constraint | value | limit | verdict |" + (" with margin | verdict |" if margin else ""),
+             "|---|---|---|---|" + ("---|---|" if margin else "")]
+    for c in budget.get("checks", []):
+        unit = " ns" if c["unit"] == "ns" else " %"
+        row = (f"| {c['constraint']} | {c['value']:.4g}{unit} | {c['limit']:g}{unit} | "
+               f"{'pass' if c['pass'] else '**FAIL**'} |")
+        if margin:
+            raised = c["value"] * (1.0 + margin.get(c["metric"], 0.0))
+            row += f" {raised:.4g}{unit} (+{100 * margin.get(c['metric'], 0.0):.0f} %) | " \
+                   f"{'pass' if raised <= c['limit'] else 'fail'} |"
+        lines.append(row)
+    lines += ["", f"- verdict: **{budget_verdict(budget)}**"]
+    return lines
 
 
 def markdown(report: dict[str, Any], family_lines: list[str]) -> str:
@@ -53,11 +144,18 @@ def markdown(report: dict[str, Any], family_lines: list[str]) -> str:
         + (f" `{report['source']['model_file']}`" if report["source"].get("model_file") else "")
         + f"; config `{report['config']}`; data `{report['data']['file']}`.",
         "",
-        "## Equivalence: C simulation vs the Keras model",
+        "## Equivalence: the model, the design's emulator and the C simulation",
         "",
         f"- check: **{eq['mode']}** on {eq['events']} held-out events, inputs on the input grid "
         f"`{report['hls']['input_type']}` ({eq['inputs_saturated']} input values saturated)",
-        f"- bit-exact events: {eq['bit_exact_fraction']:.4%}; largest difference {_fmt(eq['max_abs_diff'])}",
+        f"- bit-exact events over all legs: {eq['bit_exact_fraction']:.4%}; largest difference "
+        f"{_fmt(eq['max_abs_diff'])}",
+        "",
+        "| leg | events | bit-exact | largest difference |",
+        "|---|---|---|---|",
+        *[f"| {name} | {leg['events']} | {leg['bit_exact_fraction']:.4%} | {_fmt(leg['max_abs_diff'])} |"
+          for name, leg in eq.get("legs", {}).items()],
+        "",
     ]
     if eq.get("argmax_agreement") is not None:
         lines.append(f"- argmax agreement: {eq['argmax_agreement']:.4%}")
@@ -66,6 +164,8 @@ def markdown(report: dict[str, Any], family_lines: list[str]) -> str:
         lines.append(f"- softmax (kept in firmware, not bit-exact by design): argmax agreement "
                      f"{sm['argmax_agreement']:.4%}, largest difference {_fmt(sm['max_abs_diff'])}")
     lines.append(f"- verdict: **{'PASS' if eq['pass'] else 'FAIL'}**")
+    if report.get("warnings"):
+        lines += ["", "## Warnings", "", *[f"- {w}" for w in report["warnings"]]]
     lines += ["", "## Physics figures (test split)", "", *family_lines, ""]
     sp = report["sparsity"]
     if sp is not None:
@@ -82,10 +182,9 @@ def markdown(report: dict[str, Any], family_lines: list[str]) -> str:
             f"- latency: {totals['latency_cycles']} cycles = {totals['latency_ns']:.1f} ns at "
             f"{report['hls']['clock_period_ns']} ns; II {totals['ii']}",
             f"- resources: {totals['lut']} LUT, {totals['ff']} FF, {totals['dsp']} DSP, {totals['bram']} BRAM",
-            f"- budget: latency {_fmt(budget['latency_ns'], 0)} ns -> "
-            f"**{'PASS' if budget['pass'] else 'FAIL' if budget['pass'] is False else 'no budget'}**",
+            "",
+            *budget_lines(budget),
         ]
-        lines += [f"  - {r}" for r in budget.get("reasons", [])]
     else:
         lines.append("No latency or resource estimate is available for this design.")
     lines += ["", "## Firmware", "",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import shutil
@@ -57,11 +58,18 @@ def _text(node: ET.Element, path: str, file: Path) -> str:
     return found.text.strip()
 
 
-def _int(value: str, file: Path, what: str) -> int:
+def _float(value: str, file: Path, what: str) -> float:
     try:
-        return int(float(value))
-    except ValueError as exc:
-        raise InputError(f"{file}: {what} is not a number ({value!r})") from exc
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise InputError(f"{file}: {what} is not a number ({value!r})")
+    return number
+
+
+def _int(value: str, file: Path, what: str) -> int:
+    return int(_float(value, file, what))
 
 
 def parse_csynth_xml(path: Path) -> dict[str, Any]:
@@ -86,13 +94,14 @@ def parse_csynth_xml(path: Path) -> dict[str, Any]:
         raise InputError(
             f"{path}: latency is undefined (a loop without a trip count); cannot check the budget"
         )
-    period = float(_text(root, "UserAssignments/TargetClockPeriod", path))
+    period = _float(_text(root, "UserAssignments/TargetClockPeriod", path), path, "TargetClockPeriod")
     out: dict[str, Any] = {
         "tool_version": (root.findtext("ReportVersion/Version") or "").strip() or None,
         "part": (root.findtext("UserAssignments/Part") or "").strip() or None,
         "top": (root.findtext("UserAssignments/TopModelName") or "").strip() or None,
         "clock_period_ns": period,
-        "estimated_clock_ns": float(_text(perf, "SummaryOfTimingAnalysis/EstimatedClockPeriod", path)),
+        "estimated_clock_ns": _float(_text(perf, "SummaryOfTimingAnalysis/EstimatedClockPeriod", path), path,
+                                     "EstimatedClockPeriod"),
         "best_latency_cycles": _int(_text(latency, "Best-caseLatency", path), path, "Best-caseLatency"),
         "latency_cycles": _int(worst, path, "Worst-caseLatency"),
         "ii": _int(_text(latency, "Interval-max", path), path, "Interval-max"),
@@ -182,11 +191,13 @@ def _scripts_hint(project_dir: Path, name: str) -> str:
 
 
 def _write_atomic(path: Path, data: dict[str, Any]) -> None:
+    from trigger.report import dumps
+
+    text = dumps(data)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
+            f.write(text)
         Path(tmp).replace(path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -229,20 +240,41 @@ def _table(estimate: dict[str, Any], measured: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _read_report(path: Path) -> dict[str, Any]:
+    """report.json as a mapping, or one line saying why it cannot be read."""
+    if not path.is_file():
+        raise InputError(f"{path}: not found; run `trigger compile` first")
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read it ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(report, dict):
+        raise InputError(f"{path}: not a trigger report (a JSON {type(report).__name__}, not an object)")
+    return report
+
+
+def _section(report: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
+    value = report.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InputError(f"{path}: {key} must be an object, got {value!r}")
+    return value
+
+
 def report_command(args: argparse.Namespace) -> int:
     """`trigger report PROJECT_DIR`: measured numbers into report.json and through the budget check."""
     from trigger.estimate import check_budget
 
     project_dir = Path(args.project_dir)
     report_path = project_dir / "report.json"
-    if not report_path.is_file():
-        raise InputError(f"{report_path}: not found; run `trigger compile` first")
-    try:
-        report = json.loads(report_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{report_path}: not valid JSON ({exc})") from exc
+    report = _read_report(report_path)
     name = str(report.get("name") or project_dir.name)
-    project_name = (report.get("hls") or {}).get("project_name") or name
+    hls = _section(report, "hls", report_path)
+    budget = _section(report, "budget", report_path)
+    project_name = hls.get("project_name") or name
     reports = find_reports(project_dir, project_name)
     if "csynth" not in reports:
         tools = missing_tools_message()
@@ -252,22 +284,28 @@ def report_command(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    measured = measured_section(project_dir, reports)
-    budget = report.get("budget") or {}
-    part = budget.get("part") or (report.get("hls") or {}).get("part")
-    if not part:
+    part = budget.get("part") or hls.get("part")
+    if not isinstance(part, str) or not part:
         raise InputError(f"{report_path}: budget.part is missing")
-    result = check_budget(
-        measured,
-        latency_ns=budget.get("latency_ns"),
-        resources_pct=budget.get("resources_pct") or {},
-        part=part,
-    )
+    latency_ns = budget.get("latency_ns")
+    if latency_ns is not None and (isinstance(latency_ns, bool) or not isinstance(latency_ns, (int, float))):
+        raise InputError(f"{report_path}: budget.latency_ns must be a number or null, got {latency_ns!r}")
+    caps = budget.get("resources_pct") or {}
+    if not isinstance(caps, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in caps.values() if v is not None):
+        raise InputError(f"{report_path}: budget.resources_pct must map resources to numbers, got {caps!r}")
+    measured = measured_section(project_dir, reports)
+    result = check_budget(measured, latency_ns=latency_ns, resources_pct=caps, part=part)
     measured["budget"] = result.as_dict()
     report["measured"] = measured
-    report.setdefault("budget", {})["measured_pass"] = result.passed
+    # The vendor's numbers now decide the verdict; the estimate's verdict is kept under `estimate`.
+    limits = {k: budget.get(k) for k in ("latency_ns", "resources_pct", "part")}
+    estimated = budget.get("estimate") if budget.get("basis") == "vendor" else {
+        k: v for k, v in budget.items() if k not in limits}
+    report["budget"] = {**limits, "part": part, **result.as_dict(), "basis": "vendor",
+                        "measured_pass": result.passed, "estimate": estimated}
     _write_atomic(report_path, report)
-    estimate = (report.get("estimate") or {}).get("totals") or {}
+    estimate = _section(report, "estimate", report_path).get("totals") or {}
     print(f"{name}: measured ({', '.join(measured['source_files'].values())}) vs estimated")
     print(_table(estimate, measured))
     if result.passed is None:

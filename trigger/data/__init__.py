@@ -7,6 +7,6 @@ train / validation / test splits. Generation imports Pythia and FastJet lazily, 
 from __future__ import annotations
 
 from trigger.data.generation import DATASET_NAMES, generate
-from trigger.data.loader import Dataset, load
+from trigger.data.loader import Dataset, load, read
 
-__all__ = ["DATASET_NAMES", "Dataset", "generate", "load"]
+__all__ = ["DATASET_NAMES", "Dataset", "generate", "load", "read"]

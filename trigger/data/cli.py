@@ -10,13 +10,14 @@ from trigger.data.generation import DATASET_NAMES, generate
 
 
 def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Add `data generate DATASET --events N --seed S [--out FILE] [--workers W] [--quiet]`."""
+    """Add `data generate DATASET --events N --seed S [--out FILE] [--workers W | --scheduler ADDRESS] [--quiet]`."""
     data = subparsers.add_parser("data", help="generate the physics datasets (Pythia 8 + FastJet)")
     commands = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
     gen = commands.add_parser(
         "generate", help="generate a dataset into an HDF5 file",
         description="Generate one of the datasets (" + ", ".join(DATASET_NAMES) + ") with Pythia 8 and "
-                    "FastJet. The same seed gives a bit-identical file, whatever the number of workers.")
+                    "FastJet. The same seed gives a bit-identical file, whatever the number of workers and "
+                    "wherever they run.")
     # DATASET is validated by the handler (not argparse `choices`) so a bad name gives a one-line error
     gen.add_argument("dataset", metavar="DATASET", help="jets | ttbar | l1")
     gen.add_argument("--events", type=int, required=True, metavar="N",
@@ -24,7 +25,10 @@ def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--seed", type=int, required=True, metavar="S", help="master random seed")
     gen.add_argument("--out", default=None, metavar="FILE",
                      help="output HDF5 file (default: data/DATASET.h5)")
-    gen.add_argument("--workers", type=int, default=1, metavar="W", help="worker processes (default 1)")
+    where = gen.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=1, metavar="W", help="local worker processes (default 1)")
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run the chunks on the Dask cluster at ADDRESS (tcp://host:8786) instead")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     gen.set_defaults(func=run_generate)
 
@@ -32,7 +36,7 @@ def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
 def run_generate(args: argparse.Namespace) -> int:
     """Handler of `data generate`; errors propagate as TriggerError for the main CLI to report."""
     start = time.perf_counter()
-    out = generate(args.dataset, args.events, args.seed, args.out, workers=args.workers,
+    out = generate(args.dataset, args.events, args.seed, args.out, workers=args.workers, scheduler=args.scheduler,
                    progress=not args.quiet)
     seconds = time.perf_counter() - start
     if not args.quiet:

@@ -2,18 +2,22 @@
 
 Reproducibility: chunk k of stream s is generated from a seed derived from (seed, dataset, s, k) only, and
 chunk results are consumed strictly in submission order (round r of every unfinished stream, then round r+1),
-so the rows and the order of HDF5 writes - hence the file's bytes - do not depend on the number of workers or
-on timing. Chunks submitted ahead for a stream that turns out complete are discarded.
+so the rows and the order of HDF5 writes - hence the file's bytes - do not depend on the number of workers, on
+whether the chunks run in local processes or on a Dask cluster (`scheduler`), or on timing. Chunks submitted
+ahead for a stream that turns out complete are discarded.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import multiprocessing
 import os
+import signal
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,16 +51,6 @@ def _run_chunk(dataset: str, stream_index: int, n_events: int, seed: int) -> dic
     """Worker entry point (module level so it pickles)."""
     spec = dataset_spec(dataset)
     return spec.make_chunk(spec.streams[stream_index], n_events, seed)
-
-
-class _Inline:
-    """Stand-in for a pool when workers == 1: runs a chunk only when its result is asked for."""
-
-    def __init__(self, fn: Any, args: tuple) -> None:
-        self.fn, self.args = fn, args
-
-    def get(self) -> Any:
-        return self.fn(*self.args)
 
 
 def _chunk_events(stream: Stream, quota: int) -> int:
@@ -93,21 +87,54 @@ def _temporary_path(out: Path) -> Path:
 
 
 def generate(dataset: str, events: int, seed: int, out: str | Path | None = None, *, workers: int = 1,
-             progress: bool = True) -> Path:
-    """Generate `events` rows (jets for `jets`, events otherwise) of `dataset` into `out` and return its path.
+             scheduler: str | None = None, progress: bool = True) -> Path:
+    """Generate `events` rows (jets for `jets`, events otherwise) of `dataset` into `out` and return its path;
+    the chunks run in `workers` local processes, or on the Dask cluster at `scheduler`.
 
-    The file appears only when complete: it is written under a temporary name and renamed at the end.
+    The file appears only when complete: it is written under a temporary name and renamed at the end; the
+    temporary file is removed on any failure, Ctrl-C and SIGTERM included.
     """
+    from trigger.scan.cluster import sigterm_as_exit
+
     spec = _validate(dataset, events, seed, workers)
     out = Path(out) if out is not None else Path("data") / f"{dataset}.h5"
-    tmp = _temporary_path(out)
-    try:
-        _write(spec, events, seed, tmp, workers=workers, progress=progress)
-        tmp.replace(out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with sigterm_as_exit():
+        tmp = _temporary_path(out)
+        try:
+            with _executor(workers, scheduler) as (submit, parallel):
+                _write(spec, events, seed, tmp, submit=submit, parallel=parallel, progress=progress)
+            tmp.replace(out)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
     return out
+
+
+Submit = Callable[[tuple], Callable[[], dict[str, np.ndarray]]]
+
+
+@contextmanager
+def _executor(workers: int, scheduler: str | None) -> Iterator[tuple[Submit, int]]:
+    """`submit(args)` starts chunk `_run_chunk(*args)` and returns the call that waits for its rows; and how
+    many chunks run at once. Inline for one worker (a chunk runs when its rows are asked for), a fork pool for
+    several, a Dask client with `scheduler`."""
+    if scheduler is not None:
+        from trigger.scan.cluster import dask_client
+
+        with dask_client(scheduler) as client:
+            yield (lambda args: client.submit(_run_chunk, *args, pure=False).result), \
+                max(1, sum(client.nthreads().values()))
+    elif workers > 1:
+        # Workers keep SIGTERM's default: the pool's own shutdown sends it, and they have nothing to clean up.
+        pool = multiprocessing.get_context("fork").Pool(workers, initializer=signal.signal,
+                                                        initargs=(signal.SIGTERM, signal.SIG_DFL))
+        try:
+            yield (lambda args: pool.apply_async(_run_chunk, args).get), workers
+        finally:
+            pool.terminate()
+            pool.join()
+    else:
+        yield (lambda args: functools.partial(_run_chunk, *args)), 1
 
 
 def _tasks(spec: DatasetSpec, quotas: list[int], done: list[int]) -> Iterator[tuple[int, int]]:
@@ -120,61 +147,55 @@ def _tasks(spec: DatasetSpec, quotas: list[int], done: list[int]) -> Iterator[tu
         chunk += 1
 
 
-def _write(spec: DatasetSpec, events: int, seed: int, path: Path, *, workers: int, progress: bool) -> None:
+def _write(spec: DatasetSpec, events: int, seed: int, path: Path, *, submit: Submit, parallel: int,
+           progress: bool) -> None:
     from tqdm import tqdm
 
     quotas = spec.quotas(events)
     done = [0] * len(spec.streams)
     sizes = [_chunk_events(s, q) for s, q in zip(spec.streams, quotas, strict=False)]
     dataset_index = DATASET_NAMES.index(spec.name)
-    pool = multiprocessing.get_context("fork").Pool(workers) if workers > 1 else None
-    try:
-        with h5py.File(path, "w", track_order=False) as f:
-            arrays = {
-                name: f.create_dataset(
-                    name, shape=(events, *a.shape), dtype=a.dtype, compression="gzip", compression_opts=6,
-                    shuffle=True, chunks=(min(events, WRITE_CHUNK_ROWS), *a.shape), track_times=False)
-                for name, a in spec.arrays.items()
-            }
-            pending: deque = deque()
-            tasks = _tasks(spec, quotas, done)
-            cursor = 0
-            chunks_used = [0] * len(spec.streams)
-            empty = [0] * len(spec.streams)
-            with tqdm(total=events, unit=spec.unit, desc=f"generate {spec.name}", disable=not progress,
-                      dynamic_ncols=True) as bar:
-                while True:
-                    while len(pending) < (2 * workers if pool else 1):
-                        task = next(tasks, None)
-                        if task is None:
-                            break
-                        s, k = task
-                        args = (spec.name, s, sizes[s], derive_seed(seed, dataset_index, s, k))
-                        job = pool.apply_async(_run_chunk, args) if pool else _Inline(_run_chunk, args)
-                        pending.append((s, job))
-                    if not pending:
+    window = 2 * parallel if parallel > 1 else 1
+    with h5py.File(path, "w", track_order=False) as f:
+        arrays = {
+            name: f.create_dataset(
+                name, shape=(events, *a.shape), dtype=a.dtype, compression="gzip", compression_opts=6,
+                shuffle=True, chunks=(min(events, WRITE_CHUNK_ROWS), *a.shape), track_times=False)
+            for name, a in spec.arrays.items()
+        }
+        pending: deque = deque()
+        tasks = _tasks(spec, quotas, done)
+        cursor = 0
+        chunks_used = [0] * len(spec.streams)
+        empty = [0] * len(spec.streams)
+        with tqdm(total=events, unit=spec.unit, desc=f"generate {spec.name}", disable=not progress,
+                  dynamic_ncols=True) as bar:
+            while True:
+                while len(pending) < window:
+                    task = next(tasks, None)
+                    if task is None:
                         break
-                    s, result = pending.popleft()
-                    rows = result.get()
-                    if done[s] >= quotas[s]:
-                        continue  # drawn ahead for a stream that has since been completed
-                    take = min(quotas[s] - done[s], len(next(iter(rows.values()))))
-                    empty[s] = empty[s] + 1 if take == 0 else 0
-                    if empty[s] >= MAX_EMPTY_CHUNKS:
-                        raise RuntimeError(f"{spec.name}/{spec.streams[s].name}: no rows from "
-                                           f"{MAX_EMPTY_CHUNKS} chunks in a row")
-                    for name, ds in arrays.items():
-                        ds[cursor:cursor + take] = rows[name][:take]
-                    cursor += take
-                    done[s] += take
-                    chunks_used[s] += 1
-                    bar.update(take)
-            manifest = _manifest(spec, seed, quotas=quotas, chunks_used=chunks_used, sizes=sizes)
-            f.attrs["manifest"] = json.dumps(manifest, sort_keys=True)
-    finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+                    s, k = task
+                    pending.append((s, submit((spec.name, s, sizes[s], derive_seed(seed, dataset_index, s, k)))))
+                if not pending:
+                    break
+                s, wait = pending.popleft()
+                rows = wait()
+                if done[s] >= quotas[s]:
+                    continue  # drawn ahead for a stream that has since been completed
+                take = min(quotas[s] - done[s], len(next(iter(rows.values()))))
+                empty[s] = empty[s] + 1 if take == 0 else 0
+                if empty[s] >= MAX_EMPTY_CHUNKS:
+                    raise RuntimeError(f"{spec.name}/{spec.streams[s].name}: no rows from "
+                                       f"{MAX_EMPTY_CHUNKS} chunks in a row")
+                for name, ds in arrays.items():
+                    ds[cursor:cursor + take] = rows[name][:take]
+                cursor += take
+                done[s] += take
+                chunks_used[s] += 1
+                bar.update(take)
+        manifest = _manifest(spec, seed, quotas=quotas, chunks_used=chunks_used, sizes=sizes)
+        f.attrs["manifest"] = json.dumps(manifest, sort_keys=True)
 
 
 def _manifest(spec: DatasetSpec, seed: int, *, quotas: list[int], chunks_used: list[int],

@@ -107,8 +107,24 @@ def _manifest(path: Path, f: h5py.File) -> dict[str, Any]:
     return manifest
 
 
-def _read_arrays(path: Path, f: h5py.File, dataset: str) -> dict[str, np.ndarray]:
-    """Read every required array in full (which decompresses every chunk, so truncation shows here)."""
+def read(path: str | Path, max_events: int | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The manifest and the first `max_events` rows (all by default) of every array, unsplit, in file order:
+    what `trigger emulate` runs a compiled design on."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file (make it with `trigger data generate`)")
+    try:
+        with h5py.File(path, "r") as f:
+            manifest = _manifest(path, f)
+            return manifest, _read_arrays(path, f, manifest["dataset"], max_events)
+    except OSError as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: not a readable HDF5 dataset (corrupt or truncated?): {reason}") from None
+
+
+def _read_arrays(path: Path, f: h5py.File, dataset: str, max_events: int | None = None) -> dict[str, np.ndarray]:
+    """Read every required array (in full by default, which decompresses every chunk, so truncation shows
+    here; or its first `max_events` rows)."""
     arrays: dict[str, np.ndarray] = {}
     rows = None
     for name, (shape, kind) in REQUIRED[dataset].items():
@@ -122,7 +138,7 @@ def _read_arrays(path: Path, f: h5py.File, dataset: str) -> dict[str, np.ndarray
             rows = ds.shape[0]
         elif ds.shape[0] != rows:
             raise InputError(f"{path}: array {name!r} has {ds.shape[0]} rows, others have {rows}")
-        arrays[name] = ds[()]
+        arrays[name] = ds[()] if max_events is None else ds[:max_events]
     if not rows:
         raise InputError(f"{path}: the dataset is empty")
     return arrays

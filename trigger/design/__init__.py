@@ -5,7 +5,7 @@ estimate and the RTL backend are derived and against which the HLS C simulation 
 (`design.json`), `run(design, x)` is the exact interpreter.
 """
 
-from trigger.design import softmax  # noqa: F401  (registers the softmax lowering and kernel)
+from trigger.design import softmax, spanet  # noqa: F401  (they register their lowerings and kernels)
 from trigger.design.fixed import Fx, quantize
 from trigger.design.graph import Design, Op, Tensor
 from trigger.design.interpret import run

@@ -5,9 +5,10 @@ sign bit as ap_fixed does. `quantize` is the only place in the project where a v
 interpreter, the SPA-Net layers' Keras forward pass, the table generators and the RTL lowering all call it, so
 a rounding or overflow rule cannot drift between two copies.
 
-Values are carried as float64 holding exact dyadic rationals. Every value of a type of up to 53 bits is exact
-in float64, and so are the sums and products the interpreter forms, because the lowering checks that their
-integer codes stay below 2^53 (see `trigger.design.interpret`); only `quantize` changes a value.
+Values are carried as float64 holding exact dyadic rationals. A type may be wider than float64's 53-bit
+mantissa (hls4ml sizes some accumulators generously); what must fit is every value the interpreter forms, and
+each kernel checks that from its operands' types before it adds or multiplies (see `trigger.design.interpret`),
+refusing the op otherwise. Only `quantize` changes a value.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 
 ROUNDING = ("TRN", "TRN_ZERO", "RND", "RND_ZERO", "RND_INF", "RND_MIN_INF", "RND_CONV")
 OVERFLOW = ("WRAP", "SAT", "SAT_ZERO", "SAT_SYM")
-MAX_WIDTH = 53  # every code of a wider type would not be exact in float64
+MAX_WIDTH = 1024  # ap_fixed allows wide types; kernels check that the values they form stay exact
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class Fx:
 
     def __post_init__(self) -> None:
         if not 1 <= self.width <= MAX_WIDTH:
-            raise ValueError(f"fixed-point width must be 1..{MAX_WIDTH} to stay exact in float64, got {self.width}")
+            raise ValueError(f"fixed-point width must be 1..{MAX_WIDTH}, got {self.width}")
         if self.rounding not in ROUNDING:
             raise ValueError(f"unknown rounding mode {self.rounding!r}")
         if self.overflow not in OVERFLOW:
@@ -125,8 +126,10 @@ def quantize_codes(x: np.ndarray | float, t: Fx) -> np.ndarray:
     codes = _ROUND[t.rounding](scaled)
     lo, hi = float(t.min_code), float(t.max_code)
     if t.overflow == "WRAP":
-        span = 2.0 ** t.width
-        return np.mod(codes - lo, span) + lo
+        # Only out-of-range codes are wrapped: shifting every code by 2^(width-1) would round away the low bits
+        # of a type wider than float64's mantissa.
+        outside = (codes < lo) | (codes > hi)
+        return np.where(outside, np.mod(codes - lo, 2.0 ** t.width) + lo, codes) if outside.any() else codes
     if t.overflow == "SAT_ZERO":
         return np.where((codes < lo) | (codes > hi), 0.0, codes)
     if t.overflow == "SAT_SYM" and t.signed:
@@ -147,6 +150,8 @@ def on_grid(values: np.ndarray, t: Fx) -> bool:
 
 def raw_bits(values: np.ndarray, t: Fx) -> np.ndarray:
     """The two's-complement bit pattern of on-grid values as unsigned integers (ap_fixed's `range()`)."""
+    if t.width > 63:
+        raise ValueError(f"{t.cpp()}: bit patterns wider than 63 bits are not supported")
     codes = np.asarray(values, dtype=np.float64) * 2.0 ** t.frac
     return np.mod(codes.astype(np.int64), 2 ** t.width)
 

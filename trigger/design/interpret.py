@@ -50,6 +50,13 @@ def exact_in_float64(bound: float, frac: int) -> bool:
     return bound * 2.0 ** frac < FLOAT64_EXACT
 
 
+def require_exact(op: Op, bound: float, frac: int) -> None:
+    """Refuse, naming the op, a step whose values would not be exact in float64 (never approximate)."""
+    if not exact_in_float64(bound, frac):
+        raise InputError(f"{op.source or op.name}: its values need more than 53 significant bits; the exact "
+                         "interpreter cannot run it")
+
+
 # ---------------------------------------------------------------------------------------------------- dot
 
 
@@ -74,16 +81,9 @@ def dot_accumulate(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, *, x_t
     frac = max(prod_frac, acc_t.frac)
     if products_fit and bias_fits and (acc_t.overflow == "WRAP" or acc_t.holds(-total, total, prod_frac)):
         if exact_in_float64(total, frac):
-            acc = x @ w
-        else:
-            scale = 2.0 ** frac
-            if total * scale >= 2.0 ** 62:
-                raise InputError(f"{what}: accumulator wider than 62 bits, the interpreter cannot run it exactly")
-            acc = (np.rint(x * 2.0 ** x_t.frac).astype(np.int64) @ np.rint(w * 2.0 ** w_t.frac).astype(np.int64)
-                   ).astype(np.float64) * 2.0 ** -prod_frac
-        if bias is not None:
-            acc = acc + bias
-        return acc if acc_t.holds(-total, total, prod_frac) else quantize(acc, acc_t)
+            acc = x @ w if bias is None else x @ w + bias
+            return acc if acc_t.holds(-total, total, prod_frac) else quantize(acc, acc_t)
+        return _integer_accumulate(x, w, bias, x_t=x_t, w_t=w_t, acc_t=acc_t, frac=frac, what=what)
     # The general path: every product cast, every addition cast, in the C++'s order.
     if not (exact_in_float64(prod_max, prod_frac) and acc_t.width <= 52):
         raise InputError(f"{what}: products or accumulator too wide for the exact interpreter")
@@ -92,6 +92,28 @@ def dot_accumulate(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, *, x_t
     for i in range(n_in):
         acc = quantize(acc + quantize(x[..., i, None] * w[i], acc_t), acc_t)
     return acc
+
+
+def _integer_accumulate(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, *, x_t: Fx, w_t: Fx, acc_t: Fx,
+                        frac: int, what: str) -> np.ndarray:
+    """The same sum in int64 codes when the types allow sums float64 cannot hold: exact up to 2^62, then the
+    accumulator's wrap, and a check on the data that every result fits float64 again (else the op is refused)."""
+    shift = 2 ** (frac - x_t.frac - w_t.frac)
+    total = float(np.abs(x).max(initial=0.0)) * 2.0 ** x_t.frac * float(np.abs(w).sum(axis=0).max(initial=0.0)) \
+        * 2.0 ** w_t.frac * shift
+    if total >= 2.0 ** 62:
+        raise InputError(f"{what}: sums beyond 62 bits; the exact interpreter cannot run this op")
+    codes = (np.rint(x * 2.0 ** x_t.frac).astype(np.int64) @ np.rint(w * 2.0 ** w_t.frac).astype(np.int64)) * shift
+    if bias is not None:
+        codes = codes + np.rint(bias * 2.0 ** frac).astype(np.int64)
+    step = frac - acc_t.frac  # >= 0: the products fit the accumulator's grid
+    codes = codes >> step  # exact: every code is a multiple of 2^step
+    span, low = 1 << acc_t.width, acc_t.min_code
+    codes = np.mod(codes - low, span) + low  # the accumulator's wrap (the caller allows no other overflow mode)
+    if np.abs(codes).max(initial=0) >= 2 ** 53:
+        raise InputError(f"{what}: accumulated values need more than 53 significant bits on these events; the "
+                         "exact interpreter cannot run this op")
+    return codes.astype(np.float64) * 2.0 ** -acc_t.frac
 
 
 @kernel("dense")
@@ -164,7 +186,11 @@ def _reshape(op: Op, args: list[np.ndarray], types: list[Fx]) -> np.ndarray:
 @kernel("batchnorm")
 def _batchnorm(op: Op, args: list[np.ndarray], types: list[Fx]) -> np.ndarray:
     """x * scale + bias in full precision (ap_fixed's product and sum types), then the result cast."""
-    return quantize(args[0] * op.weights["scale"] + op.weights["bias"], op.output.type)
+    scale, bias = op.weights["scale"], op.weights["bias"]
+    scale_t, bias_t = op.weight_types["scale"], op.weight_types["bias"]
+    bound = magnitude(types[0]) * float(np.max(np.abs(scale), initial=0.0)) + float(np.max(np.abs(bias), initial=0.0))
+    require_exact(op, bound, max(types[0].frac + scale_t.frac, bias_t.frac))
+    return quantize(args[0] * scale + bias, op.output.type)
 
 
 _MERGE = {
@@ -176,6 +202,11 @@ _MERGE = {
 @kernel("merge")
 def _merge(op: Op, args: list[np.ndarray], types: list[Fx]) -> np.ndarray:
     """Two inputs combined in full precision (ap_fixed arithmetic is exact), then cast."""
+    a, b = types
+    if op.attrs["op"] == "multiply":
+        require_exact(op, magnitude(a) * magnitude(b), a.frac + b.frac)
+    else:
+        require_exact(op, magnitude(a) + magnitude(b), max(a.frac, b.frac))
     return quantize(_MERGE[op.attrs["op"]](args[0], args[1]), op.output.type)
 
 
@@ -208,7 +239,7 @@ def run_chunk(design: Design, xs: list[np.ndarray], wanted: list[str] | None = N
         fn = KERNELS[op.kind]
         env[op.output.name] = fn(op, [env[n] for n in op.inputs], [types[n] for n in op.inputs])
         types[op.output.name] = op.output.type
-        for name in op.inputs:
+        for name in set(op.inputs):
             if last[name] == i and name not in keep:
                 del env[name]
     return [env[n] for n in wanted]

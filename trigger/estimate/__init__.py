@@ -1,12 +1,19 @@
-"""Latency/resource estimator for hls4ml designs and the budget check (docs/estimator.md)."""
+"""Latency/resource estimator of designs (`trigger.design`) and the budget check (docs/estimator.md)."""
 
-from trigger.estimate.budget import BudgetResult, budget_table, check_budget, part_resources
+from trigger.estimate.budget import (
+    BudgetResult,
+    budget_table,
+    check_budget,
+    estimate_margin,
+    part_resources,
+    with_margin,
+)
 from trigger.estimate.model import (
     Estimate,
     LayerCost,
     LayerEstimate,
     Op,
-    estimate_model,
+    estimate_design,
     register_layer_estimator,
 )
 from trigger.estimate.params import Params, load_params
@@ -20,8 +27,10 @@ __all__ = [
     "Params",
     "budget_table",
     "check_budget",
-    "estimate_model",
+    "estimate_design",
+    "estimate_margin",
     "load_params",
     "part_resources",
     "register_layer_estimator",
+    "with_margin",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from trigger.errors import InputError
+from trigger.errors import ConfigError, InputError
 from trigger.estimate.model import Estimate
 from trigger.estimate.params import Params, load_params
 
@@ -14,17 +14,20 @@ RESOURCE_KEYS = ("lut", "ff", "dsp", "bram")
 
 @dataclass
 class BudgetResult:
-    """`passed` is None when the config sets no budget at all; `reasons` name every cap exceeded."""
+    """`passed` is None when the config sets no budget at all; `reasons` name every cap exceeded; `checks`
+    hold every constraint with its value and limit, passed or not, so a report can say which one failed."""
 
     passed: bool | None
     reasons: list[str] = field(default_factory=list)
     utilisation_pct: dict[str, float] = field(default_factory=dict)
+    checks: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "pass": self.passed,
             "reasons": list(self.reasons),
             "utilisation_pct": dict(self.utilisation_pct),
+            "checks": [dict(c) for c in self.checks],
         }
 
 
@@ -35,7 +38,8 @@ def part_resources(part: str, params: Params | None = None) -> dict[str, int]:
     key = part.strip().lower()
     matches = [name for name in parts if key.startswith(name)]
     if not matches:
-        raise InputError(f"hls.part: unknown FPGA part {part!r}; known families: {', '.join(sorted(parts))}")
+        raise ConfigError("hls.part", f"unknown FPGA part {part!r}; the estimator knows the families "
+                                      f"{', '.join(sorted(parts))} (trigger/estimate/params.yaml)")
     return {k: int(v) for k, v in parts[max(matches, key=len)].items()}
 
 
@@ -53,13 +57,36 @@ def check_budget(
         )
     if latency_ns is None and not caps:
         return BudgetResult(None, [], utilisation)
-    reasons = []
-    if latency_ns is not None and float(totals["latency_ns"]) > latency_ns:
-        reasons.append(f"latency {float(totals['latency_ns']):g} ns > budget {latency_ns:g} ns")
-    for key, cap in caps.items():
-        if utilisation[key] > cap:
-            reasons.append(f"{key.upper()} {utilisation[key]:.2f} % of {part} > budget {cap:g} %")
-    return BudgetResult(not reasons, reasons, utilisation)
+    checks = []
+    if latency_ns is not None:
+        checks.append({"constraint": "latency", "metric": "latency_cycles", "value": float(totals["latency_ns"]),
+                       "limit": float(latency_ns), "unit": "ns"})
+    checks += [{"constraint": key, "metric": key, "value": utilisation[key], "limit": float(cap), "unit": "%"}
+               for key, cap in caps.items()]
+    for check in checks:
+        check["pass"] = check["value"] <= check["limit"]
+    reasons = [f"latency {c['value']:g} ns > budget {c['limit']:g} ns" if c["unit"] == "ns"
+               else f"{c['constraint'].upper()} {c['value']:.2f} % of {part} > budget {c['limit']:g} %"
+               for c in checks if not c["pass"]]
+    return BudgetResult(not reasons, reasons, utilisation, checks)
+
+
+def with_margin(result: BudgetResult, margin: dict[str, float]) -> bool | None:
+    """Whether every constraint still holds when each estimated figure is raised by the estimator's
+    measured error on held-out designs (`margin[metric]`: the largest measured/estimated - 1 seen): a pass
+    that does not survive this is a pass only as far as the estimate can tell."""
+    if result.passed is None:
+        return None
+    return all(c["value"] * (1.0 + margin.get(c["metric"], 0.0)) <= c["limit"] for c in result.checks)
+
+
+def estimate_margin(params: Params | None = None) -> dict[str, Any]:
+    """The estimator's measured error on held-out designs, as params.yaml records it from
+    bench/calibrate_estimator.py: per metric the largest measured/estimated - 1 (how far low it was)."""
+    p = params if params is not None else load_params()
+    error = p("calibration")
+    return {"by_metric": {k: float(v) for k, v in error["holdout_largest_underestimate"].items()},
+            "points": int(error["holdout_points"]), "source": str(error["source"])}
 
 
 def budget_table(est: Estimate) -> str:

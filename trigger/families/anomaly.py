@@ -197,6 +197,11 @@ class AnomalyDetector(ModelFamily):
             },
         )
 
+    def events(self, arrays: dict[str, np.ndarray]) -> Split:
+        x = pt_shift_features(arrays["objects"], self.pt_shift)
+        meta = {key: arrays[key].astype(np.int64) for key in ("label", "process") if key in arrays}
+        return Split(x, x, meta)
+
     # ---- models -----------------------------------------------------------------------------------------
 
     def _dense(self, name: str, units: int, x: Any, quantized: bool) -> Any:

@@ -87,6 +87,15 @@ class ModelFamily(ABC):
     def compile_args(self) -> dict[str, Any]:
         """Arguments for `model.compile` besides the optimizer (loss, metrics)."""
 
+    @abstractmethod
+    def events(self, arrays: dict[str, np.ndarray]) -> Split:
+        """Model inputs (not yet on the input grid) of raw dataset rows, under the preprocessing fitted by
+        `prepare` or taken back by `restore_preprocessing`: what `trigger emulate` feeds a compiled design."""
+
+    def restore_preprocessing(self, preprocessing: dict[str, Any]) -> None:  # noqa: B027
+        """Take back the values `prepare` fitted on the training split (report.json's `data.preprocessing`);
+        families whose preprocessing is fixed by the config need nothing here."""
+
     def firmware_model(self, model: keras.Model) -> keras.Model:
         """The part of a trained model that goes on chip; its outputs are compared bit for bit."""
         return model

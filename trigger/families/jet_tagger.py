@@ -47,12 +47,20 @@ class JetTagger(ModelFamily):
             raise ConfigError("model.architecture.hidden", f"must be a list of positive integers, got {hidden!r}")
         self.hidden: list[int] = hidden
         arch.finish()
+        for name in cfg.quantization.layers:
+            if name not in self.dense_layers():
+                raise ConfigError(f"quantization.layers.{name}",
+                                  f"not a layer of the jet tagger ({', '.join(self.dense_layers())})")
         prep = Section(cfg.model.preprocessing, "model.preprocessing")
         self.standardise = prep.boolean("standardise", True)
         prep.finish()
         Section(cfg.evaluation, "evaluation").finish()
         self.mean = np.zeros(N_FEATURES)
         self.std = np.ones(N_FEATURES)
+
+    def dense_layers(self) -> list[str]:
+        """Names of the QDense layers, the ones `quantization.layers` may set."""
+        return [f"fc{i + 1}" for i in range(len(self.hidden))] + ["output"]
 
     def prepare(self, data: Dataset) -> Prepared:
         if data.name != self.dataset:
@@ -62,13 +70,8 @@ class JetTagger(ModelFamily):
             self.mean = train.mean(axis=0)
             self.std = np.where(train.std(axis=0) > 0, train.std(axis=0), 1.0)
 
-        def split(arrays: dict[str, np.ndarray]) -> Split:
-            x = ((arrays["features"] - self.mean) / self.std).astype(np.float32)
-            labels = arrays["label"].astype(np.int64)
-            return Split(x, np.eye(len(CLASSES), dtype=np.float32)[labels], {"label": labels})
-
         return Prepared(
-            split(data.train), split(data.val), split(data.test),
+            self.events(data.train), self.events(data.val), self.events(data.test),
             input_names=list(data.feature_names), output_names=[f"logit_{c}" for c in CLASSES],
             preprocessing={
                 "kind": "standardise" if self.standardise else "none",
@@ -77,13 +80,22 @@ class JetTagger(ModelFamily):
             },
         )
 
+    def events(self, arrays: dict[str, np.ndarray]) -> Split:
+        x = ((arrays["features"] - self.mean) / self.std).astype(np.float32)
+        labels = arrays["label"].astype(np.int64)
+        return Split(x, np.eye(len(CLASSES), dtype=np.float32)[labels], {"label": labels})
+
+    def restore_preprocessing(self, preprocessing: dict[str, Any]) -> None:
+        self.mean = np.asarray(preprocessing["mean"], dtype=np.float64)
+        self.std = np.asarray(preprocessing["std"], dtype=np.float64)
+
     def build(self, quantized: bool) -> keras.Model:
         from qkeras import QActivation, QDense, quantized_bits, quantized_relu
         from tensorflow import keras
 
         inputs = keras.Input((N_FEATURES,), name="inputs")
         x = inputs
-        names = [f"fc{i + 1}" for i in range(len(self.hidden))] + ["output"]
+        names = self.dense_layers()
         widths = [*self.hidden, len(CLASSES)]
         for i, (name, width) in enumerate(zip(names, widths, strict=True)):
             last = i == len(widths) - 1

@@ -18,6 +18,8 @@ import numpy as np
 
 from trigger.baselines.chi2 import Chi2Params, chi2_assign, fit_resolutions
 from trigger.config import FixedType, Section
+from trigger.design.fixed import Fx, quantize
+from trigger.design.spanet import config_spec, greedy_assign
 from trigger.errors import ConfigError
 from trigger.families.base import ModelFamily, Prepared, Split
 
@@ -26,7 +28,6 @@ if TYPE_CHECKING:
 
     from trigger.config import Config
     from trigger.data import Dataset
-    from trigger.hls_ext.fixed import Fx
 
 SIGNED_TYPES = {"qkv": (14, 5), "score": (14, 6), "ctx": (14, 5), "factor": (12, 4), "pair": (14, 6),
                 "triplet_score": (18, 9)}
@@ -66,16 +67,14 @@ class SpaNet(ModelFamily):
         softmax.finish()
         types = arch.section("types")
         self.types: dict[str, Fx] = {}
-        from trigger.hls_ext.fixed import Fx
-
         for key, default in SIGNED_TYPES.items():
             t = _fixed(types, key, default)
-            self.types[key] = Fx(t.bits, t.integer + 1)
+            self.types[key] = Fx.declared([t.bits, t.integer + 1])
         for key, default in UNSIGNED_TYPES.items():
             t = _fixed(types, key, default)
             if t.integer < 1:
                 raise ConfigError(f"model.architecture.types.{key}.integer", "must be >= 1 (1.0 must fit)")
-            self.types[key] = Fx(t.bits, t.integer, False)
+            self.types[key] = Fx.declared([t.bits, t.integer, False])
         if self.types["triplet_score"].max < self.max_jets:
             raise ConfigError("model.architecture.types.triplet_score.integer",
                               "too small: the triplet output also carries the jet indices")
@@ -83,7 +82,7 @@ class SpaNet(ModelFamily):
         arch.finish()
 
         prep = Section(cfg.model.preprocessing, "model.preprocessing")
-        self.standardize = prep.boolean("standardize", True)
+        self.standardise = prep.boolean("standardise", True)
         self.augment = prep.integer("augment", 0, minimum=0, maximum=16)
         self.four_momentum = prep.boolean("four_momentum", False)
         self.features = FEATURES + (MOMENTUM if self.four_momentum else ())
@@ -100,6 +99,10 @@ class SpaNet(ModelFamily):
         )
         chi2.finish()
         ev.finish()
+        layers = [name for name, _ in self._layer_names()]
+        for name in cfg.quantization.layers:
+            if name not in layers:
+                raise ConfigError(f"quantization.layers.{name}", f"not a layer of this SPA-Net ({', '.join(layers)})")
         self.norm: dict[str, list[float]] | None = None
         self._chi2_cache: dict[tuple[int, bool], dict[str, Any]] = {}
 
@@ -149,6 +152,12 @@ class SpaNet(ModelFamily):
             copies.append({**arrays, "jets": jets.astype(np.float32)})
         return {k: np.concatenate([c[k] for c in copies]) for k in arrays}
 
+    def events(self, arrays: dict[str, np.ndarray]) -> Split:
+        return self._split(arrays, for_training=False)
+
+    def restore_preprocessing(self, preprocessing: dict[str, Any]) -> None:
+        self.norm = preprocessing["standardisation"]
+
     def prepare(self, data: Dataset) -> Prepared:
         """Features per jet: log(1+pt), eta, cos/sin phi, log(1+m), b-tag, standardised on training jets.
 
@@ -162,7 +171,7 @@ class SpaNet(ModelFamily):
             raise ConfigError("model.architecture.max_jets",
                               f"the dataset stores {data.train['jets'].shape[1]} jets per event")
         self.norm = None
-        if self.standardize:
+        if self.standardise:
             train = self._split(data.train, for_training=True)
             feats, mask = train.x[0], train.x[1].astype(bool)
             real = feats[mask]
@@ -178,7 +187,7 @@ class SpaNet(ModelFamily):
             input_names=["jets", "mask"],
             output_names=["b1", "q1", "q1p", "score1", "b2", "q2", "q2p", "score2"],
             preprocessing={
-                "features": list(self.features), "standardization": self.norm, "max_jets": self.max_jets,
+                "features": list(self.features), "standardisation": self.norm, "max_jets": self.max_jets,
                 "train_val_events": "at least one top fully matched",
                 "augment": f"{self.augment} rotated (phi) and reflected (eta) copies of the training events",
                 "chi2": {"m_top": self.chi2_params.m_top, "m_w": self.chi2_params.m_w,
@@ -188,9 +197,7 @@ class SpaNet(ModelFamily):
     # ---------------------------------------------------------------------------------------- model
 
     def _fx(self, t: FixedType, unsigned: bool = False) -> Fx:
-        from trigger.hls_ext.fixed import Fx
-
-        return Fx(t.bits, t.integer, False) if unsigned else Fx(t.bits, t.integer + 1)
+        return Fx.declared([t.bits, t.integer, False] if unsigned else [t.bits, t.integer + 1])
 
     def _layer_types(self, name: str) -> tuple[Fx, Fx, Fx]:
         """(weight, bias, activation) of a layer from `quantization` (sign not counted in `integer`)."""
@@ -239,11 +246,11 @@ class SpaNet(ModelFamily):
                 else:
                     h = keras.layers.Conv1D(width, 1, activation="relu", name=name)(h)
             elif kind == "attention":
-                types = ({k: v.to_list() for k, v in self._attention_types(name).items()}
+                types = ({k: config_spec(v) for k, v in self._attention_types(name).items()}
                          if quantized else None)
                 h = SelfAttention(self.head_dim, types, name=name)([h, mask])
             else:
-                types = {k: v.to_list() for k, v in self._triplet_types().items()} if quantized else None
+                types = {k: config_spec(v) for k, v in self._triplet_types().items()} if quantized else None
                 h = TripletScores(self.rank, types, name=name)([h, mask])
         return keras.Model([jets, mask], h, name="spanet")
 
@@ -263,7 +270,6 @@ class SpaNet(ModelFamily):
         firmware view is itself (its logits are decoded by `evaluate`, it cannot be compiled)."""
         from tensorflow import keras
 
-        from trigger.hls_ext.fixed import quantize
         from trigger.hls_ext.layers import (
             ATTENTION_WEIGHTS,
             TRIPLET_WEIGHTS,
@@ -318,8 +324,6 @@ class SpaNet(ModelFamily):
     def decode(self, outputs: np.ndarray | list[np.ndarray], split: Split) -> np.ndarray:
         """(N, 2, 3) chosen (b, q, q') per head, from firmware outputs (N, 8) or from a trained model's logits
         (N, 2, n^3), which are decoded exactly as on chip (`greedy_assign`)."""
-        from trigger.hls_ext.fixed import greedy_assign
-
         out = np.asarray(outputs[0] if isinstance(outputs, list) else outputs)
         if out.ndim == 2 and out.shape[1] == 8:
             return out.reshape(-1, 2, 4)[..., :3].astype(np.int64)
@@ -408,8 +412,6 @@ class SpaNet(ModelFamily):
 
 def _on_grid(layer: Any, names: tuple[str, ...], weight_t: Fx, bias_t: Fx) -> list[np.ndarray]:
     """A trained layer's weights in `names` order, rounded onto the weight and bias grids."""
-    from trigger.hls_ext.fixed import quantize
-
     w = dict(zip(names, layer.get_weights(), strict=True))
     return [quantize(w[k], bias_t if k.startswith("bias") else weight_t) for k in names]
 

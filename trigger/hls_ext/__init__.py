@@ -1,1 +1,1 @@
-"""hls4ml extension layers of the SPA-Net family and their bit-exact fixed-point references."""
+"""hls4ml extension layers of the SPA-Net family; their fixed-point arithmetic is `trigger.design.spanet`."""

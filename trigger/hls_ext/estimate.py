@@ -1,9 +1,11 @@
-"""Latency/resource estimators of the SPA-Net extension layers for `trigger.estimate` (io_parallel, reuse 1).
+"""Latency/resource estimators of the SPA-Net ops of a design for `trigger.estimate` (io_parallel, reuse 1).
 
 Each layer is described as the chain of operations on its critical path (constant multiplications by the
 weights, variable x variable products, balanced adder and comparator trees, registered table reads) and
 the count of every operator, costed with the estimator's own parameters (`trigger/estimate/params.yaml`)
-so the extension layers are estimated on the same basis as hls4ml's built-in ones.
+so the extension layers are estimated on the same basis as hls4ml's built-in ones. Every width and size is
+read from the design op (`trigger.design.spanet`). HLS schedules against the clock period minus the clock
+uncertainty, which is read from the design's meta as hls4ml stores it.
 """
 
 from __future__ import annotations
@@ -11,13 +13,34 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from trigger.hls_ext.layers import ATTENTION_WEIGHTS, TRIPLET_WEIGHTS
+from trigger.design.spanet import ATTENTION_WEIGHTS, TRIPLET_WEIGHTS
+from trigger.errors import InputError
+from trigger.vivado_scripts import CLOCK_UNCERTAINTY
 
 try:
     from trigger.estimate import LayerEstimate, Op, register_layer_estimator
-    from trigger.estimate.model import adder_ns, bits_of, constant_mults, dsp_count, quantized_mantissas
+    from trigger.estimate.model import adder_ns, attr_of, constant_mults, dsp_count, mantissas, type_of, weight_of
 except ImportError:  # the estimator is optional: without it the layers simply carry no estimate
     register_layer_estimator = None
+
+
+def clock_uncertainty_ns(design: Any, period_ns: float) -> float:
+    """The design's clock uncertainty in ns (`meta["clock_uncertainty"]`, else its backend's default): hls4ml
+    keeps it as a percentage of the period (`'27%'`) or in ns (a number), and writes it into the HLS script
+    as `set_clock_uncertainty`."""
+    value = design.meta.get("clock_uncertainty")
+    if value is None:
+        value = CLOCK_UNCERTAINTY[design.meta["backend"]]  # hls4ml's default for the backend, as the scripts use
+    text = str(value).strip()
+    percent = text.endswith("%")
+    try:
+        number = float(text[:-1] if percent else text)
+    except ValueError:
+        raise InputError(f"ClockUncertainty {value!r}: neither a percentage nor a number of ns") from None
+    ns = period_ns * number / 100.0 if percent else number
+    if not 0.0 <= ns < period_ns:
+        raise InputError(f"ClockUncertainty {value!r}: must be >= 0 and below the clock period ({period_ns:g} ns)")
+    return ns
 
 
 class _Cost:
@@ -31,12 +54,12 @@ class _Cost:
         self.bram = 0
         self.notes: list[str] = []
 
-    def const_mults(self, weights: list[Any], in_bits: int, copies: int) -> None:
-        """Every input of `copies` items times its column of constant weights (zeros are free)."""
+    def const_mults(self, weights: list[tuple[Any, Any]], in_bits: int, copies: int) -> None:
+        """Every input of `copies` items times its column of constant weights, given as (values, type)
+        (zeros are free)."""
         delay = 0.0
-        for w in weights:
-            m = quantized_mantissas(w)
-            cost = constant_mults(m.ravel(), in_bits, bits_of(w.type), self.p, shared=False)
+        for values, t in weights:
+            cost = constant_mults(mantissas(values, t).ravel(), in_bits, t.width, self.p, shared=False)
             self.dsp += cost.dsp * copies
             self.lut += cost.lut * copies
             delay = max(delay, cost.delay_ns)
@@ -79,10 +102,11 @@ class _Cost:
         self.ops += [Op(p("timing", "table_index_ns"), lookups * max(1, int(math.log2(size)))),
                      Op(p("timing", "table_out_ns"), lookups * bits, cycles=p("timing", "table_read_cycles"))]
 
-    def estimate(self, layer: Any, period_ns: float) -> LayerEstimate:
-        """Chain the ops into clock cycles as an HLS pipeline does (a register when the next op overflows)."""
+    def estimate(self, layer: Any, design: Any, period_ns: float) -> LayerEstimate:
+        """Chain the ops into clock cycles as an HLS pipeline does (a register when the next op overflows);
+        `layer` is the design op."""
         p = self.p
-        usable = period_ns * (1.0 - p("timing", "clock_uncertainty"))
+        usable = period_ns - clock_uncertainty_ns(design, period_ns)
         cycles, t, ff = 0, 0.0, 0.0
         for op in self.ops:
             if op.cycles:
@@ -96,68 +120,69 @@ class _Cost:
             else:
                 t += op.delay_ns
         cycles += 1 if t > 0 else 0
-        return LayerEstimate(name=layer.name, class_name=layer.class_name, latency_cycles=cycles, ii=1,
+        return LayerEstimate(name=layer.name, class_name=layer.kind, latency_cycles=cycles, ii=1,
                              dsp=int(self.dsp), lut=round(self.lut), ff=round(ff),
                              bram=self.bram, notes=self.notes)
 
 
-def _bits(layer: Any, name: str) -> int:
-    return int(layer.get_attr("types")[name][0])
+def _bits(op: Any, name: str) -> int:
+    return type_of(op, name).width
 
 
-def estimate_dense(layer: Any, p: Any, period_ns: float) -> LayerEstimate:
-    n, d_in, d_out = (int(layer.get_attr(k)) for k in ("n_items", "n_in", "n_out"))
+def estimate_dense(op: Any, design: Any, p: Any, period_ns: float) -> LayerEstimate:
+    n, d_in, d_out = (int(attr_of(op, k)) for k in ("n_items", "n_in", "n_out"))
     c = _Cost(p)
-    in_bits, acc_bits = _bits(layer, "in"), _bits(layer, "in") + _bits(layer, "weight") + 4
-    c.const_mults([layer.get_weights("kernel")], in_bits, n)
+    in_bits, acc_bits = _bits(op, "in"), _bits(op, "in") + _bits(op, "weight") + 4
+    c.const_mults([weight_of(op, "kernel")], in_bits, n)
     c.tree(n * d_out, d_in + 1, acc_bits)
-    c.add(n * d_out, _bits(layer, "out"))  # ReLU select and rounding
-    return c.estimate(layer, period_ns)
+    c.add(n * d_out, _bits(op, "out"))  # ReLU select and rounding
+    return c.estimate(op, design, period_ns)
 
 
-def estimate_attention(layer: Any, p: Any, period_ns: float) -> LayerEstimate:
-    n, d, h = (int(layer.get_attr(k)) for k in ("n_items", "n_in", "n_head"))
-    b = {k: _bits(layer, k) for k in ("in", "qkv", "score", "exp", "inv", "attn", "ctx", "out", "weight")}
+def estimate_attention(op: Any, design: Any, p: Any, period_ns: float) -> LayerEstimate:
+    n, d, h = (int(attr_of(op, k)) for k in ("n_items", "n_in", "n_head"))
+    b = {k: _bits(op, k) for k in ("in", "qkv", "score", "exp", "inv", "attn", "ctx", "out", "weight")}
     c = _Cost(p)
-    c.const_mults([layer.get_weights(k) for k in ATTENTION_WEIGHTS[:6:2]], b["in"], n)  # q, k, v in parallel
+    c.const_mults([weight_of(op, k) for k in ATTENTION_WEIGHTS[:6:2]], b["in"], n)  # q, k, v in parallel
     c.tree(3 * n * h, d + 1, b["in"] + b["weight"] + 4)
     c.var_mults(n * n * h, b["qkv"], b["qkv"])  # q . k
     c.tree(n * n, h, 2 * b["qkv"])
     c.tree(n, n, b["score"], compare=True)  # row maximum
     c.add(n * n, b["score"] + 1)  # distance below the maximum
-    c.table(n * n, int(layer.get_attr("exp_size")), b["exp"])
+    c.table(n * n, int(attr_of(op, "exp_size")), b["exp"])
     c.tree(n, n, b["exp"] + 4)  # row sum
-    c.table(n, int(layer.get_attr("inv_size")), b["inv"])
+    c.table(n, int(attr_of(op, "inv_size")), b["inv"])
     c.var_mults(n * n, b["exp"], b["inv"])
     c.var_mults(n * n * h, b["attn"], b["qkv"])  # attention-weighted values
     c.tree(n * h, n, b["attn"] + b["qkv"] + 4)
-    c.const_mults([layer.get_weights("kernel_o")], b["ctx"], n)
+    c.const_mults([weight_of(op, "kernel_o")], b["ctx"], n)
     c.tree(n * d, h + 2, b["ctx"] + b["weight"] + 4)  # + bias + residual
-    return c.estimate(layer, period_ns)
+    return c.estimate(op, design, period_ns)
 
 
-def estimate_triplets(layer: Any, p: Any, period_ns: float) -> LayerEstimate:
-    n, d, r = (int(layer.get_attr(k)) for k in ("n_items", "n_in", "n_rank"))
-    b = {k: _bits(layer, k) for k in ("in", "factor", "pair", "score", "weight")}
+def estimate_triplets(op: Any, design: Any, p: Any, period_ns: float) -> LayerEstimate:
+    n, d, r = (int(attr_of(op, k)) for k in ("n_items", "n_in", "rank"))
+    b = {k: _bits(op, k) for k in ("in", "factor", "pair", "score", "weight")}
     pairs = n * (n - 1) // 2
     triplets = n * (n - 1) * (n - 2) // 2
     c = _Cost(p)
-    c.const_mults([layer.get_weights(k) for k in TRIPLET_WEIGHTS[::2]], b["in"], n)  # u and v of both tops
+    c.const_mults([weight_of(op, k) for k in TRIPLET_WEIGHTS[::2]], b["in"], n)  # u and v of both tops
     c.tree(4 * n * r, d + 1, b["in"] + b["weight"] + 4)
     c.var_mults(2 * pairs * r, b["factor"], b["factor"])  # v_q v_q'
     c.var_mults(2 * triplets * r, b["factor"], b["pair"])  # u_b (v_q v_q')
     c.tree(2 * triplets, r, b["factor"] + b["pair"] + 4)
     c.tree(2, triplets, b["score"] + 12, compare=True)  # argmax carrying the three indices
     c.notes.append(f"{2 * triplets} triplets scored in parallel (rank {r}); argmax over {triplets} per top")
-    return c.estimate(layer, period_ns)
+    return c.estimate(op, design, period_ns)
 
 
 def register() -> bool:
-    """Register the estimators with `trigger.estimate` when it is installed; True when registered."""
+    """Register the estimators of the design's SPA-Net op kinds with `trigger.estimate` when it is installed;
+    True when registered."""
     if register_layer_estimator is None:
         return False
-    for cls, fn in (("FxDenseHLS", estimate_dense), ("FxSelfAttentionHLS", estimate_attention),
-                    ("FxTripletArgmaxHLS", estimate_triplets)):
-        register_layer_estimator(cls, fn)
+    for kind, fn in (("fx_dense", estimate_dense), ("fx_attention", estimate_attention),
+                     ("fx_triplet_argmax", estimate_triplets)):
+        register_layer_estimator(kind, fn)
     return True
 

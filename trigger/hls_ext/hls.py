@@ -1,13 +1,13 @@
 """hls4ml extension of the SPA-Net layers: Keras-v2 parsers, IR layers, config/function templates, C++ source.
 
 `register()` must run before `hls4ml.utils.config_from_keras_model` or a conversion sees an `Fx*` layer; it is
-idempotent. Types come from the Keras layers' configs (the same objects the Python reference uses); the
-accumulators are derived here so that they are exact, which is what lets the reference skip them.
+idempotent. Types come from the Keras layers' configs; the exact accumulators and the softmax tables are
+derived by `trigger.design.spanet`, the same functions that build the design ops, so the C++ config structs
+and the interpreter cannot disagree about a type.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +18,16 @@ from hls4ml.converters import register_keras_v2_layer_handler
 from hls4ml.model.layers import Layer, register_layer
 from hls4ml.model.types import FixedPrecisionType
 
+from trigger.design.fixed import Fx
+from trigger.design.spanet import (
+    ATTENTION_WEIGHTS,
+    TRIPLET_WEIGHTS,
+    attention_types,
+    dense_types,
+    softmax_tables,
+    triplet_types,
+)
 from trigger.hls_ext import estimate
-from trigger.hls_ext.fixed import Fx, exact_sum_type, softmax_tables
-from trigger.hls_ext.layers import ATTENTION_WEIGHTS, TRIPLET_WEIGHTS
 
 HEADER = Path(__file__).with_name("nnet_spanet.h")
 INCLUDE = ["nnet_utils/nnet_spanet.h"]
@@ -29,8 +36,8 @@ _REGISTERED: set[str] = set()  # holds "spanet" once registered (hls4ml refuses 
 
 
 def hls_precision(t: Fx) -> FixedPrecisionType:
-    """The hls4ml type of a result: round to nearest, saturate (as `fixed.quantize`)."""
-    return FixedPrecisionType(t.width, t.integer, t.signed, rounding_mode="RND", saturation_mode="SAT")
+    """The hls4ml type of a declared result or weight type, with its modes (AP_RND, AP_SAT)."""
+    return FixedPrecisionType(t.width, t.integer, t.signed, rounding_mode=t.rounding, saturation_mode=t.overflow)
 
 
 def _weight_data(data_reader: Any, layer_name: str, name: str) -> np.ndarray:
@@ -88,7 +95,10 @@ class _FxLayerHLS(Layer):
     """IR base: typed weights sharing one C++ weight/bias type per layer, and derived exact accumulators."""
 
     def fx(self, name: str) -> Fx:
-        return Fx.of(self.get_attr("types")[name])
+        return Fx.declared(self.get_attr("types")[name])
+
+    def declared(self) -> dict[str, Fx]:
+        return {k: Fx.declared(v) for k, v in self.get_attr("types").items()}
 
     def add_fx_weight(self, name: str, var_name: str, kind: str, data: np.ndarray | None = None) -> None:
         self.add_weights_variable(name=name, var_name=f"{var_name}{{index}}",
@@ -114,13 +124,13 @@ class FxSelfAttentionHLS(_FxLayerHLS):
         for name in ATTENTION_WEIGHTS:
             self.add_fx_weight(name, f"fx{name.replace('kernel_', 'w').replace('bias_', 'b')}",
                                "bias" if name.startswith("bias") else "weight")
-        tables = softmax_tables(self.get_attr("exp_frac"), self.get_attr("exp_range"),
-                                self.get_attr("inv_frac"), self.get_attr("n_items"),
-                                {"exp": self.fx("exp"), "inv": self.fx("inv")})
-        self.set_attr("exp_size", tables.exp_size)
-        self.set_attr("inv_size", tables.inv_size)
-        self.add_fx_weight("exp_table", "fxexp", "exp", tables.exp)
-        self.add_fx_weight("inv_table", "fxinv", "inv", tables.inv)
+        exp_table, inv_table = softmax_tables(self.get_attr("exp_frac"), self.get_attr("exp_range"),
+                                              self.get_attr("inv_frac"), self.get_attr("n_items"),
+                                              exp_t=self.fx("exp"), inv_t=self.fx("inv"))
+        self.set_attr("exp_size", len(exp_table))
+        self.set_attr("inv_size", len(inv_table))
+        self.add_fx_weight("exp_table", "fxexp", "exp", exp_table)
+        self.add_fx_weight("inv_table", "fxinv", "inv", inv_table)
 
 
 class FxTripletArgmaxHLS(_FxLayerHLS):
@@ -131,18 +141,10 @@ class FxTripletArgmaxHLS(_FxLayerHLS):
                                "bias" if name.startswith("bias") else "weight")
 
 
-def _typedefs(types: dict[str, Fx | str], accumulators: dict[str, Fx]) -> str:
-    """Typedefs: rounded, saturated results (or hls4ml type names) and exact wrap/truncate accumulators."""
-    lines = [f"    typedef {t.cpp() if isinstance(t, Fx) else t} {name};\n" for name, t in types.items()]
-    lines += [f"    typedef {t.cpp(rounding=False)} {name};\n" for name, t in accumulators.items()]
-    return "".join(lines)
-
-
-def _union(a: Fx, b: Fx) -> Fx:
-    """A signed type holding every value of `a` and of `b`."""
-    frac = max(a.frac, b.frac)
-    integer = max(a.integer, b.integer) + 1
-    return Fx(integer + frac, integer)
+def _typedefs(types: dict[str, Fx | str]) -> str:
+    """Typedefs of design types (declared results with AP_RND, AP_SAT; exact accumulators with the default
+    truncate/wrap modes, spelt without them) or of hls4ml type names."""
+    return "".join(f"    typedef {t.cpp() if isinstance(t, Fx) else t} {name};\n" for name, t in types.items())
 
 
 class FxDenseConfig(LayerConfigTemplate):
@@ -151,16 +153,16 @@ class FxDenseConfig(LayerConfigTemplate):
 
     def format(self, node: FxDenseHLS) -> str:
         n_in = node.get_attr("n_in")
+        t = dense_types(node.declared(), n_in)
         types: dict[str, Fx | str] = {
-            "in_t": node.fx("in"), "out_t": node.fx("out"),
-            "weight_t": node.type_name("kernel"), "bias_t": node.type_name("bias")}
-        accumulators = {"acc_t": exact_sum_type(node.fx("in"), node.fx("weight"), n_in, node.fx("bias"))}
+            "in_t": t["in"], "out_t": t["out"],
+            "weight_t": node.type_name("kernel"), "bias_t": node.type_name("bias"), "acc_t": t["acc"]}
         return (f"struct config{node.index} {{\n"
                 f"    static const unsigned n_items = {node.get_attr('n_items')};\n"
                 f"    static const unsigned n_in = {n_in};\n"
                 f"    static const unsigned n_out = {node.get_attr('n_out')};\n"
                 f"    static const bool relu = {'true' if node.get_attr('relu') else 'false'};\n"
-                f"{_typedefs(types, accumulators)}}};\n")
+                f"{_typedefs(types)}}};\n")
 
 
 class FxSelfAttentionConfig(LayerConfigTemplate):
@@ -169,23 +171,12 @@ class FxSelfAttentionConfig(LayerConfigTemplate):
 
     def format(self, node: FxSelfAttentionHLS) -> str:
         n, d, h = node.get_attr("n_items"), node.get_attr("n_in"), node.get_attr("n_head")
-        score, exp = node.fx("score"), node.fx("exp")
+        t = attention_types(node.declared(), n, d, h)
         types: dict[str, Fx | str] = {
-            "in_t": node.fx("in"), "qkv_t": node.fx("qkv"), "score_t": score, "attn_t": node.fx("attn"),
-            "ctx_t": node.fx("ctx"), "out_t": node.fx("out"),
+            **{f"{k}_t": t[k] for k in ("in", "qkv", "score", "attn", "ctx", "out")},
             "weight_t": node.type_name("kernel_q"), "bias_t": node.type_name("bias_q"),
             "exp_table_t": node.type_name("exp_table"), "inv_table_t": node.type_name("inv_table"),
-        }
-        # Distances below the row maximum and row sums of the exp table are exact unsigned values.
-        log_n = math.ceil(math.log2(n))
-        accumulators = {
-            "proj_acc_t": exact_sum_type(node.fx("in"), node.fx("weight"), d, node.fx("bias")),
-            "score_acc_t": exact_sum_type(node.fx("qkv"), node.fx("qkv"), h),
-            "ctx_acc_t": exact_sum_type(node.fx("attn"), node.fx("qkv"), n),
-            "out_acc_t": exact_sum_type(node.fx("ctx"), node.fx("weight"), h,
-                                        _union(node.fx("in"), node.fx("bias"))),
-            "dist_t": Fx(score.width + 1, score.integer + 1, False),
-            "sum_t": Fx(exp.width + log_n + 1, exp.integer + log_n + 1, False),
+            **{f"{k}_t": t[k] for k in ("proj_acc", "score_acc", "ctx_acc", "out_acc", "dist", "sum")},
         }
         return (f"struct config{node.index} {{\n"
                 f"    static const unsigned n_items = {n};\n"
@@ -195,7 +186,7 @@ class FxSelfAttentionConfig(LayerConfigTemplate):
                 f"    static const unsigned exp_size = {node.get_attr('exp_size')};\n"
                 f"    static const unsigned inv_frac = {node.get_attr('inv_frac')};\n"
                 f"    static const unsigned inv_size = {node.get_attr('inv_size')};\n"
-                f"{_typedefs(types, accumulators)}}};\n")
+                f"{_typedefs(types)}}};\n")
 
 
 class FxTripletArgmaxConfig(LayerConfigTemplate):
@@ -204,20 +195,17 @@ class FxTripletArgmaxConfig(LayerConfigTemplate):
 
     def format(self, node: FxTripletArgmaxHLS) -> str:
         d, r = node.get_attr("n_in"), node.get_attr("n_rank")
+        t = triplet_types(node.declared(), d, r)
         types: dict[str, Fx | str] = {
-            "in_t": node.fx("in"), "factor_t": node.fx("factor"), "pair_t": node.fx("pair"),
-            "score_t": node.fx("score"),
+            **{f"{k}_t": t[k] for k in ("in", "factor", "pair", "score")},
             "weight_t": node.type_name("kernel_b"), "bias_t": node.type_name("bias_b"),
-        }
-        accumulators = {
-            "proj_acc_t": exact_sum_type(node.fx("in"), node.fx("weight"), d, node.fx("bias")),
-            "score_acc_t": exact_sum_type(node.fx("factor"), node.fx("pair"), r),
+            **{f"{k}_t": t[k] for k in ("proj_acc", "score_acc")},
         }
         return (f"struct config{node.index} {{\n"
                 f"    static const unsigned n_items = {node.get_attr('n_items')};\n"
                 f"    static const unsigned n_in = {d};\n"
                 f"    static const unsigned n_rank = {r};\n"
-                f"{_typedefs(types, accumulators)}}};\n")
+                f"{_typedefs(types)}}};\n")
 
 
 class _FxFunction(FunctionCallTemplate):

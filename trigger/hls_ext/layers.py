@@ -1,9 +1,10 @@
-"""Keras layers of the on-chip SPA-Net: their forward pass IS the bit-exact fixed-point reference.
+"""Keras layers of the on-chip SPA-Net: their forward pass runs the design's kernels (`trigger.design.spanet`).
 
 Each layer stores its fixed-point types in `get_config` (the hls4ml parser reads them from there, so the
-firmware and the Python reference can never disagree about a type) and evaluates `trigger.hls_ext.fixed`
-through `tf.numpy_function`. They are inference-only: the trainable twins live in `trigger.families.spanet`
-and their weights are copied here, already on the weight grid.
+firmware and the Python side can never disagree about a type), builds the design op of its configuration
+and weights, and evaluates the op's interpreter kernel through `tf.numpy_function`: the firmware model's
+`predict` and the emulator of a compiled design are the same code. The layers are inference-only: the
+trainable twins live in `trigger.hls_ext.train` and their weights are copied here, already on the grid.
 """
 
 from __future__ import annotations
@@ -14,47 +15,63 @@ import numpy as np
 import tensorflow as tf
 from tensorflow import keras
 
-from trigger.hls_ext.fixed import Fx, attention_ref, dense_ref, softmax_tables, triplet_argmax_ref
+from trigger.design.fixed import Fx, on_grid
+from trigger.design.graph import Op, Tensor
+from trigger.design.interpret import KERNELS
+from trigger.design.spanet import (
+    ATTENTION_TYPES,
+    ATTENTION_WEIGHTS,
+    DENSE_TYPES,
+    DENSE_WEIGHTS,
+    MASK,
+    TRIPLET_TYPES,
+    TRIPLET_WEIGHTS,
+    attention_op,
+    config_spec,
+    dense_op,
+    softmax_tables,
+    triplet_op,
+)
 
-ATTENTION_TYPES = ("in", "qkv", "score", "exp", "inv", "attn", "ctx", "out", "weight", "bias")
-TRIPLET_TYPES = ("in", "factor", "pair", "score", "weight", "bias")
-ATTENTION_WEIGHTS = ("kernel_q", "bias_q", "kernel_k", "bias_k", "kernel_v", "bias_v", "kernel_o", "bias_o")
-TRIPLET_WEIGHTS = ("kernel_b", "bias_b", "kernel_p", "bias_p")
 
-
-def _types(spec: dict[str, Any], names: tuple[str, ...], layer: str) -> dict[str, Fx]:
-    missing = [n for n in names if n not in spec]
+def _require(types: dict[str, Fx], names: tuple[str, ...], layer: str) -> None:
+    missing = [n for n in names if n not in types]
     if missing:
         raise ValueError(f"{layer}: fixed-point types missing for {', '.join(missing)}")
-    return {n: Fx.of(spec[n]) for n in names}
-
-
-def _on_grid(values: np.ndarray, t: Fx) -> bool:
-    scaled = np.asarray(values, dtype=np.float64) * 2.0 ** t.frac
-    return bool(np.all(scaled == np.round(scaled)) and np.all(values >= t.min) and np.all(values <= t.max))
 
 
 class _FxLayer(keras.layers.Layer):
-    """Shared plumbing: frozen weights that must lie on their fixed-point grid, numpy forward pass."""
+    """Shared plumbing: frozen weights that must lie on their fixed-point grid, the op's kernel as forward."""
 
     def __init__(self, types: dict[str, Any], **kwargs: Any) -> None:
         kwargs.setdefault("trainable", False)
         super().__init__(**kwargs)
-        self.fx_types = {k: Fx.of(v) for k, v in types.items()}
+        self.fx_types = {k: Fx.declared(v) for k, v in types.items()}
 
     def numpy_weights(self) -> dict[str, np.ndarray]:
         return {w.name.split("/")[-1].split(":")[0]: w.numpy() for w in self.weights}
 
+    def weight_spec(self, names: tuple[str, ...], values: tuple[np.ndarray, ...]) -> dict[str, tuple[np.ndarray, Fx]]:
+        """The op's weights: each value with the declared weight or bias type."""
+        return {k: (v, self.fx_types["bias" if k.startswith("bias") else "weight"])
+                for k, v in zip(names, values, strict=True)}
+
     def check_grid(self) -> None:
-        """Raise if a weight is off its type's grid (the C++ would round it, the reference would not)."""
+        """Raise if a weight is off its type's grid (the firmware would round a weight the model keeps)."""
         for name, value in self.numpy_weights().items():
             t = self.fx_types["bias" if name.startswith("bias") else "weight"]
-            if not _on_grid(value, t):
+            if not on_grid(value, t):
                 raise ValueError(f"{self.name}: weight {name} is not on the grid of {t.cpp()}")
+
+    def run(self, op: Op, *args: np.ndarray) -> np.ndarray:
+        """The op's interpreter kernel on a batch (data, then the mask), as float32 for TensorFlow."""
+        arg_types = [self.fx_types["in"], MASK][: len(args)]
+        values = [np.asarray(a, dtype=np.float64) for a in args]
+        return KERNELS[op.kind](op, values, arg_types).astype(np.float32)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config["types"] = {k: v.to_list() for k, v in self.fx_types.items()}
+        config["types"] = {k: config_spec(v) for k, v in self.fx_types.items()}
         return config
 
 
@@ -63,7 +80,7 @@ class FxDense(_FxLayer):
 
     def __init__(self, units: int, relu: bool, types: dict[str, Any], **kwargs: Any) -> None:
         super().__init__(types, **kwargs)
-        _types(self.fx_types, ("in", "out", "weight", "bias"), self.name)
+        _require(self.fx_types, DENSE_TYPES, self.name)
         self.units = units
         self.relu = relu
 
@@ -74,9 +91,11 @@ class FxDense(_FxLayer):
         super().build(input_shape)
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
-        def forward(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
-            out = dense_ref(x, kernel, bias, self.fx_types, self.relu)
-            return out.astype(np.float32)
+        def forward(x: np.ndarray, *weights: np.ndarray) -> np.ndarray:
+            output = Tensor(self.name, (x.shape[1], self.units), self.fx_types["out"])
+            op = dense_op(self.name, ["x"], output, self.fx_types, self.weight_spec(DENSE_WEIGHTS, weights),
+                          relu=self.relu)
+            return self.run(op, x)
 
         out = tf.numpy_function(forward, [inputs, self.kernel, self.bias], tf.float32)
         out.set_shape(inputs.shape[:-1].concatenate([self.units]))
@@ -92,7 +111,7 @@ class FxSelfAttention(_FxLayer):
     def __init__(self, head_dim: int, types: dict[str, Any], exp_frac: int = 4, exp_range: int = 8,
                  inv_frac: int = 5, **kwargs: Any) -> None:
         super().__init__(types, **kwargs)
-        _types(self.fx_types, ATTENTION_TYPES, self.name)
+        _require(self.fx_types, ATTENTION_TYPES, self.name)
         self.head_dim = head_dim
         self.exp_frac = exp_frac
         self.exp_range = exp_range
@@ -105,15 +124,21 @@ class FxSelfAttention(_FxLayer):
                   "bias_v": (h,), "kernel_o": (h, d), "bias_o": (d,)}
         self.fx_weights = [self.add_weight(name=k, shape=shapes[k], initializer="zeros")
                            for k in ATTENTION_WEIGHTS]
-        self.tables = softmax_tables(self.exp_frac, self.exp_range, self.inv_frac, n, self.fx_types)
+        exp_t, inv_t = self.fx_types["exp"], self.fx_types["inv"]
+        exp_table, inv_table = softmax_tables(self.exp_frac, self.exp_range, self.inv_frac, n, exp_t=exp_t,
+                                              inv_t=inv_t)
+        self.tables = {"exp_table": (exp_table, exp_t), "inv_table": (inv_table, inv_t)}
         super().build(input_shape)
 
     def call(self, inputs: list[tf.Tensor]) -> tf.Tensor:
         x, mask = inputs
 
         def forward(x: np.ndarray, mask: np.ndarray, *weights: np.ndarray) -> np.ndarray:
-            w = dict(zip(ATTENTION_WEIGHTS, weights, strict=True))
-            return attention_ref(x, mask, w, self.fx_types, self.tables).astype(np.float32)
+            output = Tensor(self.name, x.shape[1:], self.fx_types["out"])
+            spec = {**self.weight_spec(ATTENTION_WEIGHTS, weights), **self.tables}
+            op = attention_op(self.name, ["x", "mask"], output, self.fx_types, spec, exp_frac=self.exp_frac,
+                              inv_frac=self.inv_frac)
+            return self.run(op, x, mask)
 
         out = tf.numpy_function(forward, [x, mask, *self.fx_weights], tf.float32)
         out.set_shape(x.shape)
@@ -132,7 +157,7 @@ class FxTripletArgmax(_FxLayer):
 
     def __init__(self, rank: int, types: dict[str, Any], **kwargs: Any) -> None:
         super().__init__(types, **kwargs)
-        _types(self.fx_types, TRIPLET_TYPES, self.name)
+        _require(self.fx_types, TRIPLET_TYPES, self.name)
         if self.fx_types["score"].max < 15:
             raise ValueError(f"{self.name}: {self.fx_types['score'].cpp()} cannot hold the jet indices")
         self.rank = rank
@@ -148,8 +173,10 @@ class FxTripletArgmax(_FxLayer):
         x, mask = inputs
 
         def forward(x: np.ndarray, mask: np.ndarray, *weights: np.ndarray) -> np.ndarray:
-            w = dict(zip(TRIPLET_WEIGHTS, weights, strict=True))
-            return triplet_argmax_ref(x, mask, w, self.fx_types).astype(np.float32)
+            output = Tensor(self.name, (8,), self.fx_types["score"])
+            op = triplet_op(self.name, ["x", "mask"], output, self.fx_types,
+                            self.weight_spec(TRIPLET_WEIGHTS, weights), n_items=x.shape[1])
+            return self.run(op, x, mask)
 
         out = tf.numpy_function(forward, [x, mask, *self.fx_weights], tf.float32)
         out.set_shape(x.shape[:1].concatenate([8]))

@@ -1,7 +1,7 @@
 // SPA-Net extension layers for hls4ml (io_parallel): jet-wise dense, masked self-attention with a table
-// softmax, and the symmetric triplet scoring with its argmax. Each function is bit-exact with its Python
-// reference in trigger/hls_ext/fixed.py: accumulators (acc_t types) are wide enough to be exact, and every
-// rounding happens in a cast to a type declared with AP_RND, AP_SAT in the layer's config struct.
+// softmax, and the symmetric triplet scoring with its argmax. Each function is bit-exact with its kernel in
+// the design interpreter (trigger/design/spanet.py): accumulators (acc_t types) are wide enough to be exact,
+// and every rounding happens in a cast to a type declared with AP_RND, AP_SAT in the layer's config struct.
 #ifndef NNET_SPANET_H_
 #define NNET_SPANET_H_
 
@@ -200,7 +200,7 @@ bool fx_triplet_scan(typename CONFIG_T::score_t scores[CONFIG_T::n_items][CONFIG
 }
 
 // Symmetric triplet scores S[t][i][j][k] = sum_r u[t][i][r] * pair_t(v[t][j][r] * v[t][k][r]) over valid,
-// distinct triplets with j < k, then the greedy two-top decoding of fixed.greedy_assign:
+// distinct triplets with j < k, then the greedy two-top decoding of spanet.greedy_assign:
 // res = (b, q, q', score) for t = 0, 1.
 template <class data_T, class mask_T, class res_T, typename CONFIG_T>
 void fx_triplet_argmax(data_T data[CONFIG_T::n_items * CONFIG_T::n_in], mask_T mask[CONFIG_T::n_items],

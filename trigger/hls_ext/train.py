@@ -15,14 +15,18 @@ import numpy as np
 import tensorflow as tf
 from tensorflow import keras
 
-from trigger.hls_ext.fixed import Fx
-from trigger.hls_ext.layers import ATTENTION_WEIGHTS, TRIPLET_WEIGHTS
+from trigger.design.fixed import Fx
+from trigger.design.spanet import ATTENTION_WEIGHTS, TRIPLET_WEIGHTS, config_spec
 
 NEG = -1.0e9  # logit of an invalid key or triplet
 
 
 def fake_quant(x: tf.Tensor, t: Fx | None) -> tf.Tensor:
-    """Round to nearest and saturate to `t` going forward, identity gradient; identity if `t` is None."""
+    """Round to nearest and saturate to `t` going forward, identity gradient; identity if `t` is None.
+
+    The TensorFlow twin of `trigger.design.fixed.quantize` for declared (AP_RND, AP_SAT) types, needed in
+    the graph for its gradient; it shapes training only, the firmware model runs the design's kernels.
+    """
     if t is None:
         return x
     scale = 2.0 ** t.frac
@@ -33,7 +37,7 @@ def fake_quant(x: tf.Tensor, t: Fx | None) -> tf.Tensor:
 class _QuantAware(keras.layers.Layer):
     def __init__(self, types: dict[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.fx_types = {k: Fx.of(v) for k, v in (types or {}).items()}
+        self.fx_types = {k: Fx.declared(v) for k, v in (types or {}).items()}
 
     def q(self, x: tf.Tensor, name: str) -> tf.Tensor:
         return fake_quant(x, self.fx_types.get(name))
@@ -42,7 +46,7 @@ class _QuantAware(keras.layers.Layer):
         return self.q(w, "bias" if "bias" in w.name else "weight")
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "types": {k: v.to_list() for k, v in self.fx_types.items()} or None}
+        return {**super().get_config(), "types": {k: config_spec(v) for k, v in self.fx_types.items()} or None}
 
 
 class SelfAttention(_QuantAware):

@@ -1,0 +1,341 @@
+"""The SPA-Net extension ops of the design: FxDense, FxSelfAttention and FxTripletArgmax.
+
+This module is the one definition of their fixed-point arithmetic. The interpreter runs these kernels; the
+Keras layers' forward passes (`trigger.hls_ext.layers`) call the same kernels on ops built from the layers'
+configs; the hls4ml templates (`trigger.hls_ext.hls`) write the types derived here into the C++ config
+structs; `nnet_spanet.h` must match the kernels bit for bit. Each kernel follows the C++ step by step: every
+rounding is a `quantize` to a declared result type (`AP_RND, AP_SAT`), every sum is formed in an accumulator
+that `sum_type`/`union_type` size to be exact (a kernel refuses a design whose accumulator could round or
+wrap, rather than approximate it), and a table address is a C `int` (`to_int()` truncates towards zero).
+
+No TensorFlow or hls4ml here: a saved design runs without them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from trigger.design.fixed import Fx, quantize, sum_type, union_type
+from trigger.design.graph import Op, Tensor
+from trigger.design.interpret import dot_accumulate, kernel, magnitude, require_exact
+from trigger.design.lower import Context, lowering
+from trigger.errors import InputError
+
+DENSE_TYPES = ("in", "out", "weight", "bias")
+ATTENTION_TYPES = ("in", "qkv", "score", "exp", "inv", "attn", "ctx", "out", "weight", "bias")
+TRIPLET_TYPES = ("in", "factor", "pair", "score", "weight", "bias")
+DENSE_WEIGHTS = ("kernel", "bias")
+ATTENTION_WEIGHTS = ("kernel_q", "bias_q", "kernel_k", "bias_k", "kernel_v", "bias_v", "kernel_o", "bias_o")
+TABLES = ("exp_table", "inv_table")
+TRIPLET_WEIGHTS = ("kernel_b", "bias_b", "kernel_p", "bias_p")
+MASK = Fx(1, 1, False)  # the mask input: 1 for a real jet, 0 for padding
+C_INT = Fx(32, 32, True, "TRN_ZERO", "WRAP")  # a C++ int, as ap_fixed's to_int() gives it
+TRIPLET_BLOCK = 1024  # events per block of the triplet kernel: its scores are n^3 per event (2 tops, q < q')
+
+WeightSpec = Mapping[str, tuple[np.ndarray, Fx]]
+
+
+def config_spec(t: Fx) -> list[Any]:
+    """A declared type as the extension layers' Keras configs store it, `[width, integer, signed]`."""
+    if (t.rounding, t.overflow) != ("RND", "SAT"):
+        raise ValueError(f"{t.cpp()}: the extension layers declare only AP_RND, AP_SAT result types")
+    return [t.width, t.integer, t.signed]
+
+
+# ------------------------------------------------------------------------------------------------ types
+
+
+def dense_types(declared: Mapping[str, Fx], n_in: int) -> dict[str, Fx]:
+    """The declared types plus the C++'s exact accumulator `acc` (the bias and `n_in` products)."""
+    d = declared
+    return {**{k: d[k] for k in DENSE_TYPES}, "acc": sum_type(d["in"], d["weight"], n_in, d["bias"])}
+
+
+def attention_types(declared: Mapping[str, Fx], n_items: int, n_in: int, n_head: int) -> dict[str, Fx]:
+    """The declared types plus the C++'s exact accumulators: projections, scores, context, output (bias,
+    residual and context products), distances below the row maximum and row sums of exp-table entries."""
+    d = declared
+    log_n = math.ceil(math.log2(n_items))
+    score, exp = d["score"], d["exp"]
+    return {**{k: d[k] for k in ATTENTION_TYPES},
+            "proj_acc": sum_type(d["in"], d["weight"], n_in, d["bias"]),
+            "score_acc": sum_type(d["qkv"], d["qkv"], n_head),
+            "ctx_acc": sum_type(d["attn"], d["qkv"], n_items),
+            "out_acc": sum_type(d["ctx"], d["weight"], n_head, union_type(d["in"], d["bias"])),
+            "dist": Fx(score.width + 1, score.integer + 1, False),
+            "sum": Fx(exp.width + log_n + 1, exp.integer + log_n + 1, False)}
+
+
+def triplet_types(declared: Mapping[str, Fx], n_in: int, rank: int) -> dict[str, Fx]:
+    """The declared types plus the C++'s exact accumulators of the projections and of the scores."""
+    d = declared
+    return {**{k: d[k] for k in TRIPLET_TYPES},
+            "proj_acc": sum_type(d["in"], d["weight"], n_in, d["bias"]),
+            "score_acc": sum_type(d["factor"], d["pair"], rank)}
+
+
+def softmax_tables(exp_frac: int, exp_range: int, inv_frac: int, n_keys: int, *, exp_t: Fx,
+                   inv_t: Fx) -> tuple[np.ndarray, np.ndarray]:
+    """The exp and reciprocal tables of the fixed-point softmax, on their types.
+
+    exp: entry i is exp(-i / 2^exp_frac) for the distance of a score below its row maximum, so the maximum
+    maps to exactly 1 and the row sum is >= 1 whenever a key is valid. inv: entry k is 1 / (1 + (k + 1/2) /
+    2^inv_frac) for row sums in [1, n_keys]. They are computed once, here, and written into the project.
+    """
+    exp_table = quantize(np.exp(-np.arange(exp_range * 2 ** exp_frac) / 2.0 ** exp_frac), exp_t)
+    inv_size = (n_keys - 1) * 2 ** inv_frac + 1
+    inv_table = quantize(1.0 / (1.0 + (np.arange(inv_size) + 0.5) / 2.0 ** inv_frac), inv_t)
+    return exp_table, inv_table
+
+
+# -------------------------------------------------------------------------------------------------- ops
+
+
+def _weights(weights: WeightSpec) -> tuple[dict[str, np.ndarray], dict[str, Fx]]:
+    """Exact weights on their types (as the C++ casts the written literals), and the types."""
+    values = {k: quantize(np.asarray(v, dtype=np.float64), t) for k, (v, t) in weights.items()}
+    return values, {k: t for k, (_, t) in weights.items()}
+
+
+def dense_op(name: str, inputs: list[str], output: Tensor, declared: Mapping[str, Fx], weights: WeightSpec, *,
+             relu: bool, source: str = "") -> Op:
+    """A dense layer shared over items: (n_items, n_in) -> (n_items, n_out) = out(relu?(x W + b))."""
+    values, types = _weights(weights)
+    n_in, n_out = values["kernel"].shape
+    return Op("fx_dense", name, list(inputs), output, types=dense_types(declared, n_in), weights=values,
+              weight_types=types, attrs={"n_items": output.shape[0], "n_in": n_in, "n_out": n_out,
+                                         "relu": bool(relu)}, source=source)
+
+
+def attention_op(name: str, inputs: list[str], output: Tensor, declared: Mapping[str, Fx], weights: WeightSpec,
+                 *, exp_frac: int, inv_frac: int, source: str = "") -> Op:
+    """Masked one-head self-attention with a table softmax and a residual: [(n, d), (n,)] -> (n, d).
+    `weights` holds the projections and the two softmax tables."""
+    values, types = _weights(weights)
+    n_items, n_in = output.shape
+    n_head = values["kernel_q"].shape[1]
+    return Op("fx_attention", name, list(inputs), output, types=attention_types(declared, n_items, n_in, n_head),
+              weights=values, weight_types=types,
+              attrs={"n_items": n_items, "n_in": n_in, "n_head": n_head, "exp_frac": int(exp_frac),
+                     "exp_size": len(values["exp_table"]), "inv_frac": int(inv_frac),
+                     "inv_size": len(values["inv_table"])}, source=source)
+
+
+def triplet_op(name: str, inputs: list[str], output: Tensor, declared: Mapping[str, Fx], weights: WeightSpec,
+               *, n_items: int, source: str = "") -> Op:
+    """Symmetric triplet scores of two tops and their greedy argmax: [(n, d), (n,)] -> (8,)."""
+    if n_items < 3:
+        raise InputError(f"{source or name}: a triplet needs 3 items, the op has {n_items}")
+    values, types = _weights(weights)
+    _, n_in, rank = values["kernel_b"].shape
+    return Op("fx_triplet_argmax", name, list(inputs), output, types=triplet_types(declared, n_in, rank),
+              weights=values, weight_types=types, attrs={"n_items": int(n_items), "n_in": n_in, "rank": rank},
+              source=source)
+
+
+# ---------------------------------------------------------------------------------------------- kernels
+
+
+def _require_exact_sum(op: Op, acc: str, bound: float, frac: int, *, signed: bool = True) -> None:
+    """Refuse sums up to `bound` in magnitude (non-negative ones unless `signed`) that float64 or the
+    accumulator `acc` could not hold exactly: the kernels sum exactly, as the C++ does in the accumulators
+    derived above; a narrower one (a hand-edited design) is not approximated."""
+    require_exact(op, bound, frac)
+    t = op.types[acc]
+    if not t.holds(-bound if signed else 0.0, bound, frac):
+        raise InputError(f"{op.source or op.name}: accumulator {acc} {t.cpp()} cannot hold its sums exactly")
+
+
+def _project(op: Op, x: np.ndarray, kernel_: str, bias: str, result: str, *, top: int | None = None) -> np.ndarray:
+    """`fx_project` of the C++: result(b + sum_i x_i w_i) over the last axis, in the projection accumulator."""
+    w, b = op.weights[kernel_], op.weights[bias]
+    if top is not None:
+        w, b = w[top], b[top]
+    acc = dot_accumulate(x, w, b, x_t=op.types["in"], w_t=op.weight_types[kernel_], acc_t=op.types["proj_acc"],
+                         what=op.name)
+    return quantize(acc, op.types[result])
+
+
+@kernel("fx_dense")
+def fx_dense(op: Op, args: list[np.ndarray], arg_types: list[Fx]) -> np.ndarray:
+    """(B, n, d_in) -> (B, n, d_out): out(relu?(b + sum in(x) w)), the accumulator as the C++'s."""
+    t = op.types
+    x = quantize(args[0], t["in"])
+    acc = dot_accumulate(x, op.weights["kernel"], op.weights["bias"], x_t=t["in"], w_t=op.weight_types["kernel"],
+                         acc_t=t["acc"], what=op.name)
+    if op.attrs["relu"]:
+        acc = np.maximum(acc, 0.0)
+    return quantize(quantize(acc, t["out"]), op.output.type)
+
+
+@kernel("fx_attention")
+def fx_attention(op: Op, args: list[np.ndarray], arg_types: list[Fx]) -> np.ndarray:
+    """(B, n, d) x (B, n) -> (B, n, d): x + Wo . softmax_masked(q k^T) v + bo, every step on its type.
+
+    No 1/sqrt(h) scale (training learns it into kernel_q). A query row without a valid key has the row
+    maximum 0 and attends to nothing.
+    """
+    t, w, a = op.types, op.weights, op.attrs
+    qkv, score_t, attn_t, ctx_t = t["qkv"], t["score"], t["attn"], t["ctx"]
+    exp_t, inv_t = op.weight_types["exp_table"], op.weight_types["inv_table"]
+    wo_t, bo_t = op.weight_types["kernel_o"], op.weight_types["bias_o"]
+    n, h = a["n_items"], a["n_head"]
+    _require_exact_sum(op, "score_acc", h * magnitude(qkv) ** 2, 2 * qkv.frac)
+    require_exact(op, 2 * magnitude(score_t), score_t.frac)  # distances below the row maximum
+    _require_exact_sum(op, "sum", n * magnitude(exp_t), exp_t.frac, signed=False)
+    require_exact(op, magnitude(exp_t) * magnitude(inv_t), exp_t.frac + inv_t.frac)
+    _require_exact_sum(op, "ctx_acc", n * magnitude(attn_t) * magnitude(qkv), attn_t.frac + qkv.frac)
+    _require_exact_sum(op, "out_acc", h * magnitude(ctx_t) * magnitude(wo_t) + magnitude(t["in"]) + magnitude(bo_t),
+                       max(ctx_t.frac + wo_t.frac, t["in"].frac, bo_t.frac))
+    x = quantize(args[0], t["in"])
+    key_ok = (args[1] > 0)[:, None, :]
+    q, k, v = (_project(op, x, f"kernel_{c}", f"bias_{c}", "qkv") for c in "qkv")
+    scores = quantize(q @ np.swapaxes(k, -1, -2), score_t)  # (B, query, key)
+    row_max = np.where(key_ok, scores, -np.inf).max(axis=-1, keepdims=True)
+    row_max = np.where(np.isfinite(row_max), row_max, 0.0)
+    dist = quantize(row_max - scores, t["dist"])  # wraps for invalid keys, whose weight is 0 anyway
+    index = np.minimum(quantize(dist * 2.0 ** a["exp_frac"], C_INT), a["exp_size"] - 1)
+    e = np.where(key_ok, w["exp_table"][index.astype(np.int64)], 0.0)
+    total = e.sum(axis=-1, keepdims=True)
+    inv_index = np.where(total >= 1.0, np.minimum(quantize((total - 1.0) * 2.0 ** a["inv_frac"], C_INT),
+                                                  a["inv_size"] - 1), 0.0)
+    attn = quantize(e * w["inv_table"][inv_index.astype(np.int64)], attn_t)
+    ctx = quantize(attn @ v, ctx_t)
+    out = quantize(w["bias_o"] + x + ctx @ w["kernel_o"], t["out"])
+    return quantize(out, op.output.type)
+
+
+def scan_order(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(b, q, q') of the triplets the C++ scores and scans, in its order (b, then q, then q'): b distinct from
+    both quarks and q < q', since a score is symmetric in q <-> q'."""
+    q, q2 = np.triu_indices(n, 1)
+    b = np.repeat(np.arange(n), len(q))
+    q, q2 = np.tile(q, n), np.tile(q2, n)
+    keep = (b != q) & (b != q2)
+    return b[keep], q[keep], q2[keep]
+
+
+def triplet_scores(op: Op, x: np.ndarray) -> np.ndarray:
+    """(B, n, d) -> (B, 2, M): per top, the score of each triplet of `scan_order`,
+    S[t, (b, q, q')] = score(sum_r u[t,b,r] * pair(v[t,q,r] * v[t,q',r])).
+
+    The same partner factors v score q and q', so S is symmetric under q <-> q' by construction.
+    """
+    t = op.types
+    factor, pair_t = t["factor"], t["pair"]
+    require_exact(op, magnitude(factor) ** 2, 2 * factor.frac)
+    _require_exact_sum(op, "score_acc", op.attrs["rank"] * magnitude(factor) * magnitude(pair_t),
+                       factor.frac + pair_t.frac)
+    xq = quantize(x, t["in"])
+    u = np.stack([_project(op, xq, "kernel_b", "bias_b", "factor", top=top) for top in (0, 1)], axis=1)
+    v = np.stack([_project(op, xq, "kernel_p", "bias_p", "factor", top=top) for top in (0, 1)], axis=1)
+    events, _, n, _ = u.shape
+    q, q2 = np.triu_indices(n, 1)
+    pair = quantize(v[:, :, q, :] * v[:, :, q2, :], pair_t)  # (B, 2, pairs, r)
+    scores = u @ np.swapaxes(pair, -1, -2)  # (B, 2, n, pairs): every b with every pair, in scan order
+    keep = ((np.arange(n)[:, None] != q) & (np.arange(n)[:, None] != q2)).ravel()
+    return quantize(scores.reshape(events, 2, -1)[:, :, keep], t["score"])
+
+
+def first_argmax(scores: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(B, M) scores, (B, M) allowed -> position of the first maximum among allowed entries (-1 if none)
+    and its score; "first" as a strict `>` scan in the C++."""
+    masked = np.where(ok, scores, -np.inf)
+    best = masked.argmax(axis=-1)
+    found = ok.any(axis=-1)
+    return np.where(found, best, -1), np.take_along_axis(masked, best[:, None], axis=-1)[:, 0]
+
+
+def greedy_positions(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(B, 2, M) scores of the `scan_order` triplets -> (B, 2) position of each top's triplet (-1 if none),
+    the two tops sharing no jet when possible.
+
+    Only triplets of real jets compete. Each top takes its best; the top with the higher score (top 1 on a
+    tie) keeps it and the other takes its best triplet among those disjoint from it, or keeps its own when
+    there is none (fewer than six jets). This is SPA-Net's greedy decoding of the two tops, with raw scores
+    as the ranking.
+    """
+    b, q, q2 = scan_order(np.shape(mask)[-1])
+    valid = np.asarray(mask) > 0
+    ok = valid[:, b] & valid[:, q] & valid[:, q2]  # (B, M)
+    (best0, score0), (best1, score1) = (first_argmax(scores[:, top], ok) for top in range(2))
+    winner = np.where((best1 >= 0) & ((best0 < 0) | (score1 > score0)), 1, 0)
+    won = np.where(winner == 1, best1, best0)
+    jets = (1 << b) | (1 << q) | (1 << q2)  # each triplet's jets as a bit set
+    disjoint = (jets[None, :] & jets[np.maximum(won, 0)][:, None]) == 0
+    loser_scores = np.where(winner[:, None] == 1, scores[:, 0], scores[:, 1])
+    second, _ = first_argmax(loser_scores, ok & disjoint)
+    lost = np.where(second >= 0, second, np.where(winner == 1, best0, best1))
+    return np.where(winner[:, None] == 1, np.stack([lost, won], 1), np.stack([won, lost], 1))
+
+
+def greedy_assign(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(B, 2, n, n, n) scores (a trained model's logits) -> (B, 2) flat triplet b n^2 + q n + q' per top (-1
+    if none), decoded as on chip (`greedy_positions`)."""
+    events, _, n = scores.shape[:3]
+    b, q, q2 = scan_order(n)
+    flat = b * n * n + q * n + q2
+    chosen = greedy_positions(scores.reshape(events, 2, n ** 3)[:, :, flat], mask)
+    return np.where(chosen >= 0, flat[np.maximum(chosen, 0)], -1)
+
+
+def _triplet_block(op: Op, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    scores = triplet_scores(op, x)
+    events = len(scores)
+    chosen = greedy_positions(scores, mask)
+    found = chosen >= 0
+    safe = np.maximum(chosen, 0)
+    best = np.take_along_axis(scores, safe[..., None], axis=-1)[..., 0]
+    jets = [np.where(found, part[safe], -1) for part in scan_order(op.attrs["n_items"])]
+    out_t = op.output.type
+    out = quantize(np.stack([*jets, best], axis=-1).astype(np.float64), out_t)  # ints and scores to res_T
+    lowest = (out_t.min_code if out_t.signed else 2 ** (out_t.width - 1)) * out_t.lsb  # only the top bit set
+    out[..., 3] = np.where(found, out[..., 3], lowest)
+    return out.reshape(events, 8)
+
+
+@kernel("fx_triplet_argmax")
+def fx_triplet_argmax(op: Op, args: list[np.ndarray], arg_types: list[Fx]) -> np.ndarray:
+    """(B, n, d) x (B, n) -> (B, 8) = (b, q, q', score) per top, decoded by `greedy_positions`, in blocks of
+    events to bound the memory of the scores. An event without a valid triplet gives indices -1 and the
+    output type's lowest value (only its top bit set)."""
+    x, mask = args
+    blocks = [slice(s, s + TRIPLET_BLOCK) for s in range(0, max(len(x), 1), TRIPLET_BLOCK)]
+    return np.concatenate([_triplet_block(op, x[s], mask[s]) for s in blocks])
+
+
+# -------------------------------------------------------------------------------------------- lowerings
+
+
+def _declared(layer: Any) -> dict[str, Fx]:
+    return {k: Fx.declared(v) for k, v in layer.get_attr("types").items()}
+
+
+def _source(layer: Any) -> str:
+    return f"{layer.class_name} {layer.name!r}"
+
+
+@lowering("FxDenseHLS")
+def _lower_dense(layer: Any, ctx: Context) -> Op:
+    return dense_op(layer.name, ctx.inputs(layer), ctx.output(layer), _declared(layer),
+                    {k: ctx.weight(layer, k) for k in DENSE_WEIGHTS}, relu=bool(layer.get_attr("relu")),
+                    source=_source(layer))
+
+
+@lowering("FxSelfAttentionHLS")
+def _lower_attention(layer: Any, ctx: Context) -> Op:
+    return attention_op(layer.name, ctx.inputs(layer), ctx.output(layer), _declared(layer),
+                        {k: ctx.weight(layer, k) for k in (*ATTENTION_WEIGHTS, *TABLES)},
+                        exp_frac=int(layer.get_attr("exp_frac")), inv_frac=int(layer.get_attr("inv_frac")),
+                        source=_source(layer))
+
+
+@lowering("FxTripletArgmaxHLS")
+def _lower_triplets(layer: Any, ctx: Context) -> Op:
+    return triplet_op(layer.name, ctx.inputs(layer), ctx.output(layer), _declared(layer),
+                      {k: ctx.weight(layer, k) for k in TRIPLET_WEIGHTS}, n_items=int(layer.get_attr("n_items")),
+                      source=_source(layer))
