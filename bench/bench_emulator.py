@@ -41,8 +41,6 @@ def _rate(fn: Any, events: int, repeats: int = 3) -> tuple[float, Any]:
 
 
 def bench_project(path: Path, events: int, csim_events: int) -> dict[str, Any]:
-    from tensorflow import keras
-
     from trigger.design import run
     from trigger.design.cli import dataset_inputs, open_project, rebuild_csim
     from trigger.equivalence import compare
@@ -52,8 +50,9 @@ def bench_project(path: Path, events: int, csim_events: int) -> dict[str, Any]:
     xs = _tile(split.x if isinstance(split.x, list) else [split.x], events)
     emu_rate, emulated = _rate(lambda: run(project.design, xs), events)
 
-    model = keras.models.load_model(path / "firmware_model.h5", custom_objects=project.family.custom_objects(),
-                                    compile=False)
+    from trigger.model_io import load_model
+
+    model = load_model(path / "firmware_model.h5", None, project.family.custom_objects())
     keras_in = xs if len(xs) > 1 else xs[0]
     model.predict(keras_in[:16384] if len(xs) == 1 else [x[:16384] for x in xs], batch_size=16384, verbose=0)
     keras_rate, predicted = _rate(lambda: model.predict(keras_in, batch_size=16384, verbose=0), events, repeats=2)

@@ -4,7 +4,7 @@ The points (trigger/estimate/calibration/hls4ml_baselines.json) are csynth resul
 its repository for its test models, plus the published pruned 3-layer jet tagger. This script rebuilds
 each model as hls4ml's tests define it, converts and writes it with the installed hls4ml (no compile, no
 vendor tool), lowers it to a design (`design_of`), estimates that and compares, separately for the training
-and the held-out points. A point whose types a design cannot hold is listed as skipped, with the reason.
+and the held-out points.
 
     python bench/calibrate_estimator.py [--fit] [--out bench/results/estimator_calibration.json]
                                         [--user-report hls_projects/<name>/report.json ...]
@@ -125,22 +125,6 @@ def build_keras(name: str) -> tuple[Any, dict[str, Any]]:
     return model, cfg_args
 
 
-class NotADesign(Exception):
-    """The calibration model has a type no design can hold, so it cannot be estimated."""
-
-
-def _too_wide(hls_model: Any) -> str | None:
-    """The first type of the converted model wider than a design holds (exact in float64), or None."""
-    from trigger.design.fixed import MAX_WIDTH
-
-    for layer in hls_model.get_layers():
-        for key, value in layer.attributes.items():
-            precision = getattr(value, "precision", None)
-            if key.endswith("_t") and precision is not None and int(precision.width) > MAX_WIDTH:
-                return f"{layer.name} {key} is {precision}, wider than a design's {MAX_WIDTH} bits"
-    return None
-
-
 # hls4ml activation names -> the estimator's op kinds (the keys of params.yaml's activation prices)
 ACTIVATION_KINDS = {"elu": "elu", "sigmoid": "sigmoid", "leakyrelu": "leaky_relu", "prelu": "prelu"}
 
@@ -203,9 +187,6 @@ def design_point(point: dict[str, Any], workdir: Path) -> tuple[Any, dict[str, A
         part=point["part"],
         clock_period=point["clock_period_ns"],
     )
-    reason = _too_wide(hls_model)
-    if reason is not None:
-        raise NotADesign(reason)
     hls_model.write()
     return design_of(hls_model), {
         "clock_period_ns": point["clock_period_ns"],
@@ -385,25 +366,17 @@ def main(argv: list[str] | None = None) -> int:
 
     points = json.loads(POINTS.read_text())["points"]
     check_split(points)
-    rows, skipped = [], []
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        designs = {}
-        for point in points:
-            try:
-                designs[point["id"]] = design_point(point, Path(tmp))
-            except NotADesign as exc:
-                skipped.append({"id": point["id"], "split": point["split"], "reason": str(exc)})
-                print(f"{point['split']:8s} {point['id']:34s} skipped: {exc}")
+        designs = {point["id"]: design_point(point, Path(tmp)) for point in points}
         params = load_params()
         fitted = sorted(".".join(p) for p in FITTED)
         if args.fit:
-            train = [(*designs[p["id"]], p["measured"]) for p in points if p["split"] == "train" and p["id"] in designs]
+            train = [(*designs[p["id"]], p["measured"]) for p in points if p["split"] == "train"]
             write_params(fit(train, params), {"fitted": fitted})  # the measured errors follow below
             load_params.cache_clear()
             params = load_params()
         for point in points:
-            if point["id"] not in designs:
-                continue
             design, settings = designs[point["id"]]
             est = estimate_design(design, **settings, params=params).as_dict()
             row = {
@@ -425,7 +398,6 @@ def main(argv: list[str] | None = None) -> int:
         "train": summarise([r for r in rows if r["split"] == "train"]),
         "holdout": summarise([r for r in rows if r["split"] == "holdout"]),
         "rows": rows,
-        "skipped": skipped,
     }
     if user_rows:
         result["user"] = summarise(user_rows)

@@ -114,6 +114,4 @@ def tiny_jet_config(tmp_path: Path, **overrides: Any) -> Path:
         "pruning": {"epochs": 2},
         "equivalence": {"min_events": 1000},
     }
-    for key, value in overrides.items():
-        tiny[key] = {**tiny.get(key, {}), **value} if isinstance(value, dict) else value
-    return small_jet_config(tmp_path, **tiny)
+    return small_jet_config(tmp_path, **_merge(tiny, overrides))

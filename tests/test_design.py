@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from trigger.design import Design, Fx, Op, Tensor, lower, quantize, run
@@ -131,7 +131,9 @@ def test_merges_dot_concatenate_and_batchnorm(tmp_path: Path) -> None:
     bn_layer = model.get_layer("bn")
     rng = np.random.default_rng(4)
     bn_layer.set_weights([rng.uniform(0.5, 2, 6), rng.normal(size=6), rng.normal(size=6), rng.uniform(0.5, 2, 6)])
-    hls_model = _compile(model, tmp_path, {"dot": {"accum": "ap_fixed<14,6>", "result": "ap_fixed<10,5,AP_RND,AP_SAT>"},
+    narrow = {name: {"result": "ap_fixed<12,5,AP_RND,AP_SAT>"} for name in ("da", "db", "bn", "add", "sub")}
+    hls_model = _compile(model, tmp_path, {**narrow,
+                                           "dot": {"accum": "ap_fixed<14,6>", "result": "ap_fixed<10,5,AP_RND,AP_SAT>"},
                                            "mul": {"result": "ap_fixed<10,4,AP_RND_CONV,AP_SAT>"}},
                          default="fixed<14,6,RND,SAT>")
     design = _assert_emulator_equals_csim(hls_model, [_wide_inputs((6,), seed=5), _wide_inputs((6,), seed=6)],
@@ -141,7 +143,10 @@ def test_merges_dot_concatenate_and_batchnorm(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------------------------ property test
 
-TYPES = st.builds(lambda w, i, s, r, o: (w, i, s, r, o), st.integers(3, 18), st.integers(-2, 8), st.booleans(),
+# 0 <= integer <= width: ap_types' own C simulation asserts ("reading bit beyond MSB") on some roundings of
+# types with negative or over-wide integer parts, so those are outside what the firmware can use anyway.
+TYPES = st.builds(lambda w, i, s, r, o: (w, min(i, w), s, r, "SAT" if o == "SAT_SYM" and not s else o),
+                  st.integers(3, 18), st.integers(0, 8), st.booleans(),
                   st.sampled_from(ROUNDING), st.sampled_from(("WRAP", "SAT", "SAT_ZERO", "SAT_SYM")))
 CHAIN = st.fixed_dictionaries({"input": TYPES, "weight": TYPES, "accum": TYPES, "result": TYPES, "quant": TYPES,
                                "relu": st.booleans(), "n_in": st.integers(1, 6), "n_out": st.integers(1, 4),
@@ -198,7 +203,8 @@ def _design(chain: dict[str, Any], w: np.ndarray, b: np.ndarray) -> Design:
     return Design("chain", [Tensor("x", (chain["n_in"],), t["input"])], [dense, act], ["q"])
 
 
-@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+          phases=[Phase.explicit, Phase.reuse, Phase.generate])  # a shrink would rebuild the harness per step
 @given(st.lists(CHAIN, min_size=6, max_size=6))
 def test_dense_quantizer_chains_equal_hls4ml_templates(tmp_path_factory: pytest.TempPathFactory,
                                                        chains: list[dict[str, Any]]) -> None:

@@ -68,6 +68,13 @@ def test_non_finite_numbers_are_refused(field: str, value: float) -> None:
     assert err.value.field == field
 
 
+def test_non_finite_fractions_are_refused() -> None:
+    for fractions in ([float("nan"), 0.5, 0.5], [float("inf"), 0.0, 0.0]):
+        with pytest.raises(ConfigError) as err:
+            parse_config(_with(MINIMAL, "data.fractions", fractions))
+        assert err.value.field == "data.fractions"
+
+
 @pytest.mark.parametrize(("family", "field"), [
     ("autoencoder", "evaluation.collision_rate_mhz"),
     ("vae", "model.architecture.kl_weight"),

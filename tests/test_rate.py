@@ -1,17 +1,27 @@
-"""Rate calibration on constructed score arrays: thresholds, ties, efficiencies, AUC, fixed-point values."""
+"""Rate calibration on constructed score arrays: thresholds, ties, efficiencies, AUC, fixed-point values,
+and the statistics: Clopper-Pearson intervals and their coverage, the calibration / verification split,
+the low-statistics warning and the clustering of crossings that share pileup."""
 
 from __future__ import annotations
+
+import logging
+import math
 
 import numpy as np
 import pytest
 
 from trigger.rate import (
+    ONE_SIGMA,
     ScoreType,
     calibrate,
+    clopper_pearson,
+    design_effect,
     efficiency,
     efficiency_vs_rate,
     false_positive_rate,
+    rate_interval_khz,
     roc_auc,
+    split_halves,
     threshold_at_rate,
 )
 
@@ -127,3 +137,121 @@ def test_calibrate_float_scores_have_no_raw_threshold() -> None:
     with pytest.raises(ValueError, match="scores for"):
         calibrate(scores, labels[:-1], class_names=["background", "s"], rates_khz=[10], collision_mhz=40.0,
                   score_type=ScoreType(16, 10))
+
+
+# --- statistics ----------------------------------------------------------------------------------------
+
+def test_clopper_pearson_limits_symmetry_and_large_k() -> None:
+    assert clopper_pearson(0, 10)[0] == 0.0
+    assert clopper_pearson(10, 10)[1] == 1.0
+    low, high = clopper_pearson(3, 10)
+    mirror = clopper_pearson(7, 10)
+    assert (low, high) == pytest.approx((1 - mirror[1], 1 - mirror[0]))
+    # k = 10^4 of 10^6: the normal approximation p +- sqrt(p (1 - p) / n)
+    low, high = clopper_pearson(10_000, 1_000_000)
+    sigma = math.sqrt(0.01 * 0.99 / 1e6)
+    assert (low, high) == pytest.approx((0.01 - sigma, 0.01 + sigma), rel=2e-3)
+    assert pytest.approx(0.6827, abs=1e-4) == ONE_SIGMA
+    assert rate_interval_khz(5, 200_000, 40.0) == pytest.approx(tuple(40e3 * x for x in clopper_pearson(5, 200_000)))
+    for bad in ((-1, 10), (11, 10), (0, 0)):
+        with pytest.raises(ValueError, match="need 0 <= k <= n"):
+            clopper_pearson(*bad)
+
+
+def test_verified_rate_interval_covers_the_true_rate_68_percent_of_the_time() -> None:
+    """2000 toys of the whole procedure: exponential background scores (true rate of a threshold t is
+    40 MHz x exp(-t)), thresholds set on one half, the rate and its interval measured on the other. About 400
+    events pass per half, where Clopper-Pearson over-covers only slightly (69.5 % expected)."""
+    rng = np.random.default_rng(20260)
+    n, rate_khz, collision_mhz = 20_000, 1600.0, 40.0  # 4 % of 10 000 calibration events may fire
+    covered = 0
+    toys = 2000
+    for toy in range(toys):
+        scores = rng.exponential(1.0, n)
+        m = calibrate(scores, np.zeros(n, dtype=int), class_names=["background"], rates_khz=[rate_khz],
+                      collision_mhz=collision_mhz, score_type=ScoreType(16, 10), verify_seed=toy)
+        t = m["thresholds"]["1600kHz"]
+        low, high = t["verification"]["rate_interval_khz"]
+        covered += low <= collision_mhz * 1e3 * math.exp(-t["value"]) <= high
+    assert covered / toys == pytest.approx(0.68, abs=0.03)
+
+
+def test_half_split_is_reproducible_disjoint_and_keeps_groups_whole() -> None:
+    a1, b1 = split_halves(1001, 7)
+    a2, _ = split_halves(1001, 7)
+    assert np.array_equal(a1, a2)
+    assert not np.array_equal(a1, split_halves(1001, 8)[0])
+    assert np.count_nonzero(a1) == 500
+    assert not np.any(a1 & b1)
+    assert np.all(a1 | b1)
+    groups = np.repeat(np.arange(40), 25)
+    first, second = split_halves(groups.size, 3, groups)
+    assert set(groups[first]).isdisjoint(groups[second])
+    assert len(set(groups[first])) == 20
+    with pytest.raises(ValueError, match="group"):
+        split_halves(10, 1, np.zeros(10))
+    # calibrate: the same seed gives the same thresholds and verification, another seed other ones
+    rng = np.random.default_rng(4)
+    scores, labels = rng.exponential(1.0, 50_000), np.zeros(50_000, dtype=int)
+    args = {"class_names": ["background"], "rates_khz": [400.0], "collision_mhz": 40.0,
+            "score_type": ScoreType(16, 10)}
+    one, again, other = (calibrate(scores, labels, verify_seed=s, **args)["thresholds"]["400kHz"]
+                         for s in (11, 11, 12))
+    assert one == again
+    assert one["value"] != other["value"]
+    assert one["verification"]["n_background"] == 25_000
+
+
+def test_fewer_than_50_passing_calibration_events_warn(caplog: pytest.LogCaptureFixture) -> None:
+    rng = np.random.default_rng(5)
+    scores, labels = rng.exponential(1.0, 200_000), np.zeros(200_000, dtype=int)
+    args = {"class_names": ["background"], "collision_mhz": 40.0, "score_type": ScoreType(16, 10)}
+    with caplog.at_level(logging.WARNING, logger="trigger.rate"):
+        m = calibrate(scores, labels, rates_khz=[1.0, 100.0], verify_seed=1, **args)
+    low, high = m["thresholds"]["1kHz"], m["thresholds"]["100kHz"]
+    assert low["background_pass"] < 50  # 2.5e-5 x 100 000 calibration events allows 2
+    assert low["low_statistics"] is True
+    assert high["low_statistics"] is False
+    assert len(m["warnings"]) == 1
+    assert m["warnings"][0].startswith("1kHz: ")
+    assert "\n" not in m["warnings"][0]
+    assert [r.getMessage() for r in caplog.records] == m["warnings"]
+    assert calibrate(scores, labels, rates_khz=[100.0], **args)["warnings"] == []
+
+
+def test_every_efficiency_has_its_binomial_interval() -> None:
+    rng = np.random.default_rng(6)
+    bkg, sig = rng.exponential(1.0, 100_000), rng.exponential(4.0, 3_000)
+    m = calibrate(np.concatenate([bkg, sig]), np.repeat([0, 1], [bkg.size, sig.size]), class_names=["background", "s"],
+                  rates_khz=[100.0, 1000.0], collision_mhz=40.0, score_type=ScoreType(16, 10))
+    for key in ("100kHz", "1000kHz"):
+        eff = m["efficiency"]["s"][key]
+        k = round(eff * sig.size)
+        assert m["efficiency_interval"]["s"][key] == list(clopper_pearson(k, sig.size))
+        assert m["efficiency_interval"]["s"][key][0] < eff < m["efficiency_interval"]["s"][key][1]
+    t = m["thresholds"]["100kHz"]
+    assert t["verification"] is None  # no split asked for
+    assert t["rate_interval_khz"] == list(rate_interval_khz(t["background_pass"], 100_000, 40.0))
+
+
+def test_crossings_sharing_pileup_show_a_design_effect() -> None:
+    """Groups of 100 crossings: independent passes give a design effect near 1; passes that come whole groups
+    at a time (one hard library collision reused by every crossing of its group) give about 100, and the
+    clustered interval widens by about sqrt(100)."""
+    rng = np.random.default_rng(7)
+    groups = np.repeat(np.arange(2000), 100)
+    independent = rng.random(groups.size) < 0.01
+    assert design_effect(independent, groups) == pytest.approx(1.0, abs=0.15)
+    hard = rng.random(2000) < 0.01
+    clustered = np.repeat(hard, 100)
+    assert design_effect(clustered, groups) == pytest.approx(100, rel=0.1)
+    # the shared hard collision sets the score of every crossing of its group
+    scores = np.repeat(np.where(hard, 10.0 + rng.random(2000), 0.0), 100) + 1e-3 * rng.random(groups.size)
+    m = calibrate(scores, np.zeros(groups.size, dtype=int), class_names=["background"], rates_khz=[100.0],
+                  collision_mhz=40.0, score_type=ScoreType(16, 10), verify_seed=2, groups=groups)
+    check = m["thresholds"]["100kHz"]["verification"]
+    assert check["design_effect"] > 50
+    low, high = check["rate_interval_khz"]
+    wide_low, wide_high = check["rate_interval_khz_clustered"]
+    assert (wide_high - wide_low) > 5 * (high - low)
+    assert any("design effect" in w for w in m["warnings"])

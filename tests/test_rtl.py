@@ -12,10 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import small_jet_config
 
+from trigger.config import load_config
 from trigger.design import Design, Fx, Op, Tensor, run
 from trigger.design.fixed import OVERFLOW, ROUNDING, quantize
-from trigger.errors import InputError
+from trigger.errors import ConfigError, InputError
 
 pytest.importorskip("da4ml")
 
@@ -268,6 +270,14 @@ def test_part_families() -> None:
         device.family_of("10AX115S2F45I1SG")
 
 
+def test_backends_config_key(tmp_path: Path) -> None:
+    assert load_config(small_jet_config(tmp_path)).backends == ("hls",)
+    assert load_config(small_jet_config(tmp_path, backends=["hls", "rtl"])).backends == ("hls", "rtl")
+    for bad in (["hls", "hls"], ["vhdl"], "rtl", []):
+        with pytest.raises(ConfigError, match=r"^backends: must be a list of 'hls' and 'rtl'"):
+            load_config(small_jet_config(tmp_path, backends=bad))
+
+
 # ------------------------------------------------------------------------------------------ Verilator
 
 
@@ -324,11 +334,11 @@ def test_missing_verilator_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_yosys_stat_parser_on_real_output() -> None:
-    """tests/fixtures/yosys/stat.json: yosys 0.70 `stat -json` after synth.ys on `tiny_design`."""
+    """tests/fixtures/yosys/stat.json: yosys 0.70 `stat -json` after the synth.ys beside it, on `tiny_design`."""
     got = synth.read_stat(FIXTURES / "stat.json")
     assert {k: got[k] for k in ("lut", "ff", "carry", "dsp", "bram")} == \
-        {"lut": 170, "ff": 141, "carry": 36, "dsp": 2, "bram": 0}
-    assert got["cells"]["SRL16E"] == 35
+        {"lut": 227, "ff": 119, "carry": 43, "dsp": 2, "bram": 0}
+    assert got["cells"]["SRL16E"] == 53  # counted as LUTs, as Vivado's CLB LUTs count shift registers
     assert got["yosys_version"] == "0.70"
 
 

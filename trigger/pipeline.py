@@ -367,9 +367,9 @@ def _estimate(design: Any, cfg: Config) -> tuple[dict[str, Any], dict[str, Any],
     result = check_budget(est.totals, latency_ns=cfg.budget.latency_ns, resources_pct=cfg.budget.resources_pct,
                           part=cfg.hls.part)
     margin = estimate_margin()
+    pass_with_margin = with_margin(result, margin["by_metric"])
     budget = {"latency_ns": cfg.budget.latency_ns, "resources_pct": cfg.budget.resources_pct, "part": cfg.hls.part,
-              **result.as_dict(), "basis": "estimate", "margin": margin,
-              "pass_with_margin": with_margin(result, margin["by_metric"])}
+              **result.as_dict(), "basis": "estimate", "margin": margin, "pass_with_margin": pass_with_margin}
     return est.as_dict(), budget, budget_table(est)
 
 

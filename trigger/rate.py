@@ -6,19 +6,79 @@ background scores, and for the firmware those must be the bit-exact emulation's 
 the float model's threshold is not a value the firmware can compare against. The trigger fires when
 `score > threshold`, so with `threshold` equal to a background score the rate never exceeds the target
 (ties cannot push it over) and the threshold is itself a value of the score's fixed-point type.
+
+A rate measured from k of N background crossings and an efficiency from k of N signal events are binomial
+fractions: each comes with its central 68 % Clopper-Pearson interval, which never under-covers. A threshold
+set on a sample and its rate measured on the same sample are correlated (the threshold is placed on that
+sample's fluctuation), so `calibrate` can set thresholds on one half of the background and verify the rate
+on the other, independent half.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.stats import beta
 from sklearn.metrics import roc_auc_score
 
 from trigger.config import FixedType
 from trigger.fixed_point import type_range
+
+log = logging.getLogger(__name__)
+
+ONE_SIGMA = math.erf(1 / math.sqrt(2))  # 0.6827: the "68 %" of a central interval
+MIN_CALIBRATION_PASS = 50  # background passing a threshold: fewer leave it uncertain by more than 1/sqrt(50)
+MAX_DESIGN_EFFECT = 2.0  # above this, passing crossings cluster by group more than independence allows
+
+
+def clopper_pearson(k: float, n: float, cl: float = ONE_SIGMA) -> tuple[float, float]:
+    """Central Clopper-Pearson interval at confidence `cl` on a binomial fraction k / n (exact: it covers the
+    true fraction at least `cl` of the time); k and n may be effective (non-integer) counts."""
+    if not 0 <= k <= n or n <= 0:
+        raise ValueError(f"need 0 <= k <= n and n > 0, got k = {k}, n = {n}")
+    tail = (1.0 - cl) / 2
+    low = 0.0 if k == 0 else float(beta.ppf(tail, k, n - k + 1))
+    high = 1.0 if k == n else float(beta.ppf(1.0 - tail, k + 1, n - k))
+    return low, high
+
+
+def rate_interval_khz(k: float, n: float, collision_mhz: float) -> tuple[float, float]:
+    """The 68 % interval on the rate (kHz) of a trigger that fires on k of n background crossings."""
+    low, high = clopper_pearson(k, n)
+    return low * collision_mhz * 1e3, high * collision_mhz * 1e3
+
+
+def design_effect(passed: np.ndarray, groups: np.ndarray) -> float:
+    """Over-dispersion of the passing count across `groups` (Pearson chi-square per degree of freedom of the
+    per-group counts, at least 1): about 1 for independent events, about r when events come in groups of r
+    that pass together, e.g. crossings that share one hard pileup collision drawn r times from a library."""
+    _, group = np.unique(groups, return_inverse=True)
+    n_g = np.bincount(group)
+    k_g = np.bincount(group, weights=passed)
+    p = k_g.sum() / n_g.sum()
+    if len(n_g) < 2 or p in (0.0, 1.0):
+        return 1.0
+    chi2 = np.sum((k_g - n_g * p) ** 2 / (n_g * p * (1 - p)))
+    return max(1.0, float(chi2 / (len(n_g) - 1)))
+
+
+def split_halves(n: int, seed: int, groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of two disjoint halves of n events drawn with `seed`: the same seed gives the same halves. With
+    `groups`, whole groups go to one half (half the groups each), so the halves share no group."""
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        first = np.zeros(n, dtype=bool)
+        first[rng.permutation(n)[: n // 2]] = True
+        return first, ~first
+    names = np.unique(groups)
+    if len(names) < 2:
+        raise ValueError(f"cannot split {len(names)} group(s) into two halves")
+    first = np.isin(groups, names[rng.permutation(len(names))[: len(names) // 2]])
+    return first, ~first
 
 
 def false_positive_rate(rate_khz: float, collision_mhz: float) -> float:
@@ -120,26 +180,71 @@ class ScoreType:
         return int(np.count_nonzero(np.asarray(scores) >= self.top))
 
 
+def _verify(t: Threshold, bkg: np.ndarray, groups: np.ndarray | None) -> dict[str, Any]:
+    """The rate threshold `t` gives on background it was not set on, with its interval; with `groups`, also
+    the interval widened by the design effect of the passing crossings' clustering."""
+    passed = bkg > t.value
+    k, n = int(np.count_nonzero(passed)), int(bkg.size)
+    out: dict[str, Any] = {"n_background": n, "background_pass": k,
+                           "rate_khz": k / n * t.collision_mhz * 1e3,
+                           "rate_interval_khz": list(rate_interval_khz(k, n, t.collision_mhz))}
+    if groups is not None:
+        d = design_effect(passed, groups)
+        out["design_effect"] = d
+        out["rate_interval_khz_clustered"] = list(rate_interval_khz(k / d, n / d, t.collision_mhz))
+    return out
+
+
 def calibrate(scores: np.ndarray, labels: np.ndarray, *, class_names: list[str], rates_khz: list[float],
-              collision_mhz: float, score_type: ScoreType) -> dict[str, Any]:
-    """Thresholds on background (label 0) at each rate, each signal's efficiency there, AUCs and ranges.
+              collision_mhz: float, score_type: ScoreType, verify_seed: int | None = None,
+              groups: np.ndarray | None = None) -> dict[str, Any]:
+    """Thresholds on background (label 0) at each rate, each signal's efficiency there, AUCs and ranges; every
+    rate and efficiency with its 68 % Clopper-Pearson interval.
 
     Works on any one model's scores; thresholds get their raw firmware integer only when the scores are
     values of `score_type` (quantized and C-simulated models), since only those are firmware thresholds.
+
+    With `verify_seed`, thresholds are set on one half of the background (drawn with that seed) and each
+    rate is verified, with its interval, on the other half. `groups` (one per event, e.g. the `zerobias`
+    pileup library of each crossing) keeps each group in one half, so that the halves share no pileup
+    collision, and measures how much the passing crossings cluster by group. A threshold passed by fewer
+    than 50 calibration events is flagged `low_statistics` and named in `warnings` (also logged).
     """
     scores = np.asarray(scores, dtype=np.float64).ravel()
     labels = np.asarray(labels).ravel()
     if scores.shape != labels.shape:
         raise ValueError(f"{scores.size} scores for {labels.size} labels")
+    if groups is not None and np.shape(groups) != scores.shape:
+        raise ValueError(f"{np.size(groups)} groups for {scores.size} scores")
     bkg = scores[labels == 0]
+    bkg_groups = None if groups is None else np.asarray(groups).ravel()[labels == 0]
     signals = {name: scores[labels == i] for i, name in enumerate(class_names)
                if i > 0 and np.any(labels == i)}
     classes = {"background": bkg, **signals}
     on_grid = score_type.on_grid(scores)
-    thresholds = {f"{r:g}kHz": threshold_at_rate(bkg, r, collision_mhz) for r in rates_khz}
+    calib = verify = None
+    if verify_seed is not None:
+        calib, verify = split_halves(bkg.size, verify_seed, bkg_groups)
+    setting = bkg if calib is None else bkg[calib]
+    thresholds = {f"{r:g}kHz": threshold_at_rate(setting, r, collision_mhz) for r in rates_khz}
     top_ok = all(t.value < score_type.top for t in thresholds.values())
+    warnings = [f"{key}: {t.n_pass} of {t.n_background} calibration background events pass the threshold "
+                f"(fewer than {MIN_CALIBRATION_PASS}): its rate is uncertain by more than "
+                f"{1 / math.sqrt(MIN_CALIBRATION_PASS):.0%}" for key, t in thresholds.items()
+                if t.n_pass < MIN_CALIBRATION_PASS]
+    checks = {key: None if verify is None else _verify(t, bkg[verify], None if bkg_groups is None
+                                                       else bkg_groups[verify])
+              for key, t in thresholds.items()}
+    warnings += [f"{key}: the verification background passing clusters by group (design effect "
+                 f"{c['design_effect']:.1f}): the crossings share pileup collisions; use the clustered interval"
+                 for key, c in checks.items() if c is not None and c.get("design_effect", 1.0) > MAX_DESIGN_EFFECT]
+    for message in warnings:
+        log.warning(message)
     return {
-        "n_background": int(bkg.size),
+        "n_background": int(setting.size),
+        "calibration": {"verify_seed": verify_seed, "split_by_group": bkg_groups is not None,
+                        "n_calibration": int(setting.size),
+                        "n_verification": None if verify is None else int(np.count_nonzero(verify))},
         "n_signal": {name: int(s.size) for name, s in signals.items()},
         "score_type": score_type.hls(),
         "on_grid": on_grid,
@@ -150,14 +255,20 @@ def calibrate(scores: np.ndarray, labels: np.ndarray, *, class_names: list[str],
                 "allowed_background": t.allowed,
                 "background_pass": t.n_pass,
                 "achieved_rate_khz": t.achieved_rate_khz,
+                "rate_interval_khz": list(rate_interval_khz(t.n_pass, t.n_background, collision_mhz)),
+                "low_statistics": t.n_pass < MIN_CALIBRATION_PASS,
+                "verification": checks[key],
             }
             for key, t in thresholds.items()
         },
         "efficiency": {name: {key: efficiency(s, t.value) for key, t in thresholds.items()}
                        for name, s in signals.items()},
+        "efficiency_interval": {name: {key: list(clopper_pearson(int(np.count_nonzero(s > t.value)), s.size))
+                                       for key, t in thresholds.items()} for name, s in signals.items()},
         "roc_auc": {name: roc_auc(bkg, s) for name, s in signals.items()},
         "range": {name: [float(v.min()), float(v.max())] for name, v in classes.items()},
         "saturated": {name: score_type.saturated(v) for name, v in classes.items()},
         # a clipped score still fires when every threshold is below the top code: saturation costs nothing
         "thresholds_below_top": top_ok,
+        "warnings": warnings,
     }

@@ -113,7 +113,7 @@ def budget_lines(budget: dict[str, Any]) -> list[str]:
     if budget.get("pass") is None:
         return ["- budget: none set"]
     basis = budget.get("basis", "estimate")
-    margin = (budget.get("margin") or {}).get("by_metric", {}) if basis == "estimate" else {}
+    margin = basis == "estimate" and budget.get("pass_with_margin") is not None
     lines = [f"Budget, decided on {BASIS.get(basis, basis)}"
              + (f"; margin: the estimator's largest under-estimate on {budget['margin']['points']} held-out "
                 "synthesis results (docs/estimator.md)" if margin else "") + ":", "",
@@ -124,9 +124,8 @@ def budget_lines(budget: dict[str, Any]) -> list[str]:
         row = (f"| {c['constraint']} | {c['value']:.4g}{unit} | {c['limit']:g}{unit} | "
                f"{'pass' if c['pass'] else '**FAIL**'} |")
         if margin:
-            raised = c["value"] * (1.0 + margin.get(c["metric"], 0.0))
-            row += f" {raised:.4g}{unit} (+{100 * margin.get(c['metric'], 0.0):.0f} %) | " \
-                   f"{'pass' if raised <= c['limit'] else 'fail'} |"
+            row += (f" {c['value_with_margin']:.4g}{unit} (+{100 * c['margin']:.0f} %) | "
+                    f"{'pass' if c['pass_with_margin'] else 'fail'} |")
         lines.append(row)
     lines += ["", f"- verdict: **{budget_verdict(budget)}**"]
     return lines

@@ -10,7 +10,8 @@ from trigger.data.generation import DATASET_NAMES, generate
 
 
 def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Add `data generate DATASET --events N --seed S [--out FILE] [--workers W | --scheduler ADDRESS] [--quiet]`."""
+    """Add `data generate DATASET --events N --seed S [--out FILE] [--workers W | --scheduler ADDRESS] [--quiet]`
+    and the zerobias options `--pileup MU --library N --signal-fraction F`."""
     data = subparsers.add_parser("data", help="generate the physics datasets (Pythia 8 + FastJet)")
     commands = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
     gen = commands.add_parser(
@@ -19,9 +20,9 @@ def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
                     "FastJet. The same seed gives a bit-identical file, whatever the number of workers and "
                     "wherever they run.")
     # DATASET is validated by the handler (not argparse `choices`) so a bad name gives a one-line error
-    gen.add_argument("dataset", metavar="DATASET", help="jets | ttbar | l1")
+    gen.add_argument("dataset", metavar="DATASET", help="jets | ttbar | l1 | zerobias")
     gen.add_argument("--events", type=int, required=True, metavar="N",
-                     help="rows to write: jets for `jets`, events for `ttbar` and `l1`")
+                     help="rows to write: jets for `jets`, events for `ttbar` and `l1`, crossings for `zerobias`")
     gen.add_argument("--seed", type=int, required=True, metavar="S", help="master random seed")
     gen.add_argument("--out", default=None, metavar="FILE",
                      help="output HDF5 file (default: data/DATASET.h5)")
@@ -30,14 +31,21 @@ def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
     where.add_argument("--scheduler", metavar="ADDRESS",
                        help="run the chunks on the Dask cluster at ADDRESS (tcp://host:8786) instead")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
+    zb = gen.add_argument_group("zerobias", "options of the zerobias dataset (docs/data.md)")
+    zb.add_argument("--pileup", type=float, metavar="MU", help="mean inelastic collisions per crossing (60)")
+    zb.add_argument("--library", type=int, metavar="N", help="minimum-bias library events per chunk (2000)")
+    zb.add_argument("--signal-fraction", type=float, metavar="F",
+                    help="fraction of crossings carrying a signal, split over the five signals (0)")
     gen.set_defaults(func=run_generate)
 
 
 def run_generate(args: argparse.Namespace) -> int:
     """Handler of `data generate`; errors propagate as TriggerError for the main CLI to report."""
     start = time.perf_counter()
+    options = {key: value for key in ("pileup", "library", "signal_fraction")
+               if (value := getattr(args, key)) is not None}
     out = generate(args.dataset, args.events, args.seed, args.out, workers=args.workers, scheduler=args.scheduler,
-                   progress=not args.quiet)
+                   progress=not args.quiet, options=options)
     seconds = time.perf_counter() - start
     if not args.quiet:
         print(f"wrote {out} ({args.events} {'jets' if args.dataset == 'jets' else 'events'}, "

@@ -28,14 +28,21 @@ from trigger.data.events import derive_seed, library_versions
 from trigger.data.spec import DatasetSpec, Stream
 from trigger.errors import InputError
 
-DATASET_NAMES = ("jets", "ttbar", "l1")
+DATASET_NAMES = ("jets", "ttbar", "l1", "zerobias")
 FORMAT_VERSION = 1
 WRITE_CHUNK_ROWS = 4096
 MAX_EMPTY_CHUNKS = 50
 
 
-def dataset_spec(name: str) -> DatasetSpec:
-    """The spec of a dataset by name; one-line InputError for unknown names."""
+def dataset_spec(name: str, options: dict[str, Any] | None = None) -> DatasetSpec:
+    """The spec of a dataset by name and its own options (`zerobias` only); one-line InputError for unknown
+    names and misplaced options."""
+    if name == "zerobias":
+        from trigger.data.zerobias import make_spec
+
+        return make_spec(**(options or {}))
+    if options:
+        raise InputError(f"--{next(iter(options)).replace('_', '-')}: only the zerobias dataset takes it")
     if name == "jets":
         from trigger.data.jets import SPEC
     elif name == "ttbar":
@@ -47,9 +54,10 @@ def dataset_spec(name: str) -> DatasetSpec:
     return SPEC
 
 
-def _run_chunk(dataset: str, stream_index: int, n_events: int, seed: int) -> dict[str, np.ndarray]:
+def _run_chunk(dataset: str, options: dict[str, Any], stream_index: int, n_events: int,
+               seed: int) -> dict[str, np.ndarray]:
     """Worker entry point (module level so it pickles)."""
-    spec = dataset_spec(dataset)
+    spec = dataset_spec(dataset, options)
     return spec.make_chunk(spec.streams[stream_index], n_events, seed)
 
 
@@ -59,8 +67,8 @@ def _chunk_events(stream: Stream, quota: int) -> int:
     return max(1, min(stream.chunk_events, needed))
 
 
-def _validate(dataset: str, events: int, seed: int, workers: int) -> DatasetSpec:
-    spec = dataset_spec(dataset)
+def _validate(dataset: str, events: int, seed: int, workers: int, options: dict[str, Any] | None) -> DatasetSpec:
+    spec = dataset_spec(dataset, options)
     if not isinstance(events, int) or events <= 0:
         raise InputError(f"--events: must be a positive integer, got {events!r}")
     if not isinstance(seed, int) or not 0 <= seed < 2**32:
@@ -87,16 +95,17 @@ def _temporary_path(out: Path) -> Path:
 
 
 def generate(dataset: str, events: int, seed: int, out: str | Path | None = None, *, workers: int = 1,
-             scheduler: str | None = None, progress: bool = True) -> Path:
-    """Generate `events` rows (jets for `jets`, events otherwise) of `dataset` into `out` and return its path;
-    the chunks run in `workers` local processes, or on the Dask cluster at `scheduler`.
+             scheduler: str | None = None, progress: bool = True, options: dict[str, Any] | None = None) -> Path:
+    """Generate `events` rows (jets for `jets`, crossings for `zerobias`, events otherwise) of `dataset` into
+    `out` and return its path; the chunks run in `workers` local processes, or on the Dask cluster at
+    `scheduler`. `options` are the dataset's own (`zerobias`: pileup, library, signal_fraction).
 
     The file appears only when complete: it is written under a temporary name and renamed at the end; the
     temporary file is removed on any failure, Ctrl-C and SIGTERM included.
     """
     from trigger.scan.cluster import sigterm_as_exit
 
-    spec = _validate(dataset, events, seed, workers)
+    spec = _validate(dataset, events, seed, workers, options)
     out = Path(out) if out is not None else Path("data") / f"{dataset}.h5"
     with sigterm_as_exit():
         tmp = _temporary_path(out)
@@ -176,7 +185,8 @@ def _write(spec: DatasetSpec, events: int, seed: int, path: Path, *, submit: Sub
                     if task is None:
                         break
                     s, k = task
-                    pending.append((s, submit((spec.name, s, sizes[s], derive_seed(seed, dataset_index, s, k)))))
+                    pending.append((s, submit((spec.name, spec.options, s, sizes[s],
+                                               derive_seed(seed, dataset_index, s, k)))))
                 if not pending:
                     break
                 s, wait = pending.popleft()
@@ -215,7 +225,7 @@ def _manifest(spec: DatasetSpec, seed: int, *, quotas: list[int], chunks_used: l
         "seed": seed,
         "rows": events,
         "rows_unit": spec.unit,
-        "command": f"trigger data generate {spec.name} --events {events} --seed {seed}",
+        "command": spec.command(events, seed),
         "generator": "Pythia 8 (pythia8mc) + FastJet, generated locally by trigger",
         "versions": library_versions(),
         "processes": processes,

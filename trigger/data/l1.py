@@ -3,17 +3,26 @@
 A Standard-Model background mixture plus labelled BSM signals. Objects are built from Pythia's visible final
 state with a simple parametrised detector: Gaussian pT resolutions, track-free relative isolation for leptons,
 a sum-ET-driven MET resolution, and L1-like granularity. Every choice is listed in docs/data.md.
+`l1_objects` is the object code, shared with `zerobias`, which summarises bunch crossings with it.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import awkward as ak
 import numpy as np
 
 from trigger.data.events import (
     EventRecord,
+    Jets,
+    Momenta,
     cluster_antikt,
     delta_phi,
     generate_batch,
+    jagged_momenta,
     make_pythia,
 )
 from trigger.data.spec import ArraySpec, DatasetSpec, Stream
@@ -43,6 +52,15 @@ SIGNAL_FRACTION = 0.05  # of the requested events, for each signal
 BACKGROUND_MIX = {"W_lnu": 0.592, "QCD": 0.338, "Z_ll": 0.067, "ttbar": 0.003}  # ADC2021 composition
 FAST = ("PartonLevel:MPI = off",)  # documented shortcut: no multiparton interactions in L1 summaries
 
+# Hard processes of the signals, shared with `zerobias` (which embeds them in pileup)
+PROCESSES = {
+    "Zprime_ll": ("NewGaugeBoson:ffbar2gmZZprime = on", "Zprime:gmZmode = 3", "32:m0 = 1000.", "32:onMode = off",
+                  "32:onIfAny = 11 13"),
+    "h_tautau": ("HiggsSM:gg2H = on", "25:m0 = 60.", "25:onMode = off", "25:onIfMatch = 15 -15"),
+    "Hplus_taunu": ("Higgs:useBSM = on", "HiggsBSM:ffbar2H+- = on", "37:m0 = 60.", "37:onMode = off",
+                    "37:onIfAny = 15"),
+}
+
 _bkg = 1.0 - 3 * SIGNAL_FRACTION
 STREAMS = (
     Stream("W_lnu", _bkg * BACKGROUND_MIX["W_lnu"],
@@ -59,21 +77,47 @@ STREAMS = (
            description="inclusive Z -> l l (l = e, mu, tau), pure Z"),
     Stream("ttbar", _bkg * BACKGROUND_MIX["ttbar"], (*FAST, "Top:gg2ttbar = on", "Top:qqbar2ttbar = on"),
            chunk_events=500, rows_per_event=1.0, label=0, kind="background", description="inclusive ttbar"),
-    Stream("Zprime_ll", SIGNAL_FRACTION,
-           (*FAST, "NewGaugeBoson:ffbar2gmZZprime = on", "Zprime:gmZmode = 3", "32:m0 = 1000.",
-            "32:onMode = off", "32:onIfAny = 11 13"),
+    Stream("Zprime_ll", SIGNAL_FRACTION, (*FAST, *PROCESSES["Zprime_ll"]),
            chunk_events=1000, rows_per_event=1.0, label=1, kind="signal",
            description="Z' (1 TeV, SM-like couplings) -> e e, mu mu"),
-    Stream("h_tautau", SIGNAL_FRACTION,
-           (*FAST, "HiggsSM:gg2H = on", "25:m0 = 60.", "25:onMode = off", "25:onIfMatch = 15 -15"),
+    Stream("h_tautau", SIGNAL_FRACTION, (*FAST, *PROCESSES["h_tautau"]),
            chunk_events=1000, rows_per_event=1.0, label=2, kind="signal",
            description="light scalar h (60 GeV, gg -> h) -> tau tau"),
-    Stream("Hplus_taunu", SIGNAL_FRACTION,
-           (*FAST, "Higgs:useBSM = on", "HiggsBSM:ffbar2H+- = on", "37:m0 = 60.", "37:onMode = off",
-            "37:onIfAny = 15"),
+    Stream("Hplus_taunu", SIGNAL_FRACTION, (*FAST, *PROCESSES["Hplus_taunu"]),
            chunk_events=1000, rows_per_event=1.0, label=3, kind="signal",
            description="charged Higgs H+- (60 GeV, f fbar' -> H+-) -> tau nu"),
 )
+
+
+@dataclass
+class Particles(Momenta):
+    """The calorimeter-visible particles of a batch, flat, `event` ascending: what the L1 object code reads,
+    whether an event is one collision (`l1`) or a bunch crossing of many merged ones (`zerobias`)."""
+
+    id: np.ndarray
+    px: np.ndarray
+    py: np.ndarray
+    pz: np.ndarray
+    e: np.ndarray
+    event: np.ndarray
+    n_events: int
+
+    # computed once: the object code and the tower projection read them several times
+    pt = functools.cached_property(Momenta.pt.fget)
+    eta = functools.cached_property(Momenta.eta.fget)
+    phi = functools.cached_property(Momenta.phi.fget)
+
+    @classmethod
+    def visible(cls, rec: EventRecord) -> Particles:
+        """The visible final state within the calorimeter acceptance |eta| < 5."""
+        calo = rec.visible_final() & (np.abs(rec.eta) < CALO_MAX_ETA)
+        return cls(rec.id[calo], rec.px[calo], rec.py[calo], rec.pz[calo], rec.e[calo], rec.event[calo],
+                   rec.n_events)
+
+    def momenta(self, mask: np.ndarray) -> ak.Array:
+        """The selected particles as a per-event awkward array of (px, py, pz, E) for FastJet."""
+        return jagged_momenta(self.px[mask], self.py[mask], self.pz[mask], self.e[mask],
+                              np.bincount(self.event[mask], minlength=self.n_events))
 
 
 def _resolution(kind: str, pt: np.ndarray) -> np.ndarray:
@@ -90,17 +134,18 @@ def _quantise(x: np.ndarray, lsb: float) -> np.ndarray:
     return np.round(x / lsb) * lsb
 
 
-def _relative_isolation(rec: EventRecord, calo: np.ndarray, leptons: np.ndarray) -> np.ndarray:
-    """Per lepton (global index), the summed pT of the other visible particles within dR < 0.3 over its pT."""
-    order = np.flatnonzero(calo)
-    starts = np.searchsorted(rec.event[order], np.arange(rec.n_events + 1))
-    pt, eta, phi = rec.pt, rec.eta, rec.phi
+def _relative_isolation(vis: Particles, leptons: np.ndarray, offset: np.ndarray | None) -> np.ndarray:
+    """Per lepton (index into `vis`), the summed pT of the other visible particles within dR < 0.3, less the
+    event's pileup `offset` if given (floored at 0), over its pT."""
+    pt, eta, phi = vis.pt, vis.eta, vis.phi
+    starts = np.searchsorted(vis.event, np.arange(vis.n_events + 1))
     iso = np.empty(len(leptons))
     for k, i in enumerate(leptons):
-        ev = rec.event[i]
-        others = order[starts[ev]:starts[ev + 1]]
-        dr = np.hypot(eta[others] - eta[i], delta_phi(phi[others], phi[i]))
-        iso[k] = (pt[others][(dr < ISO_R) & (others != i)].sum()) / pt[i]
+        first, end = starts[vis.event[i]], starts[vis.event[i] + 1]
+        near = np.hypot(eta[first:end] - eta[i], delta_phi(phi[first:end], phi[i])) < ISO_R
+        near[i - first] = False
+        cone = pt[first:end][near].sum()
+        iso[k] = (cone if offset is None else max(cone - offset[vis.event[i]], 0.0)) / pt[i]
     return iso
 
 
@@ -113,33 +158,30 @@ def _fill(objects: np.ndarray, slots: slice, event: np.ndarray, kinematics: np.n
     objects[event[ok], slots.start + rank[ok]] = kinematics[ok]
 
 
-def make_chunk(stream: Stream, n_events: int, seed: int) -> dict[str, np.ndarray]:
-    """Generate `n_events` events of one process and summarise each as 19 L1 objects."""
-    pythia = make_pythia(list(stream.settings), seed)
-    rec = generate_batch(pythia, n_events)
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
-    n = rec.n_events
-    pt, eta, phi = rec.pt, rec.eta, rec.phi
-    calo = rec.visible_final() & (np.abs(eta) < CALO_MAX_ETA)
+def l1_objects(vis: Particles, rng: np.random.Generator, cluster: Callable[[np.ndarray], Jets],
+               isolation_offset: np.ndarray | None = None) -> np.ndarray:
+    """The 19 L1 objects (float64) of every event of `vis`: isolated leptons and MET from the particles, jets
+    from `cluster(mask of the particles that are not selected isolated leptons)`. `isolation_offset` is, per
+    event, the pileup pT expected in an isolation cone (rho x pi 0.3^2), removed from each lepton's."""
+    n = vis.n_events
+    pt, eta, phi = vis.pt, vis.eta, vis.phi
     objects = np.zeros((n, len(OBJECTS), 3), dtype=np.float64)
 
     isolated = np.zeros(len(pt), dtype=bool)
     slot = 1
     for pdg, kind, (min_pt, max_eta), n_slots in ((11, "e", E_CUTS, N_E), (13, "mu", MU_CUTS, N_MU)):
-        cand = np.flatnonzero(calo & (np.abs(rec.id) == pdg))
+        cand = np.flatnonzero(np.abs(vis.id) == pdg)
         spt = _quantise(_smear(kind, pt[cand], rng), PT_LSB)
         passed = (spt > min_pt) & (np.abs(eta[cand]) < max_eta)
         cand, spt = cand[passed], spt[passed]
-        good = _relative_isolation(rec, calo, cand) < ISO_MAX
+        good = _relative_isolation(vis, cand, isolation_offset) < ISO_MAX
         cand, spt = cand[good], spt[good]
         isolated[cand] = True
-        _fill(objects, slice(slot, slot + n_slots), rec.event[cand],
+        _fill(objects, slice(slot, slot + n_slots), vis.event[cand],
               np.stack([spt, _quantise(eta[cand], ANGLE_LSB), _quantise(phi[cand], ANGLE_LSB)], axis=1))
         slot += n_slots
 
-    # jets from the calorimeter-visible particles that are not selected isolated leptons
-    hadronic = calo & ~isolated
-    jets = cluster_antikt(rec.momenta(hadronic), JET_R, JET_SEED_PT)
+    jets = cluster(~isolated)
     jpt = _quantise(_smear("jet", jets.pt, rng), PT_LSB)
     jeta = jets.eta
     passed = (jpt > JET_CUTS[0]) & (np.abs(jeta) < JET_CUTS[1])
@@ -148,15 +190,25 @@ def make_chunk(stream: Stream, n_events: int, seed: int) -> dict[str, np.ndarray
                     _quantise(jets.phi[passed], ANGLE_LSB)], axis=1))
 
     # MET: minus the vector sum of all calorimeter-visible particles, with a sum-ET resolution
-    mex = -np.bincount(rec.event[calo], weights=rec.px[calo], minlength=n)
-    mey = -np.bincount(rec.event[calo], weights=rec.py[calo], minlength=n)
-    sum_et = np.bincount(rec.event[calo], weights=pt[calo], minlength=n)
+    mex = -np.bincount(vis.event, weights=vis.px, minlength=n)
+    mey = -np.bincount(vis.event, weights=vis.py, minlength=n)
+    sum_et = np.bincount(vis.event, weights=pt, minlength=n)
     sigma = MET_SIGMA_PER_SQRT_SUMET * np.sqrt(sum_et)
     mex = mex + sigma * rng.standard_normal(n)
     mey = mey + sigma * rng.standard_normal(n)
     objects[:, 0, 0] = _quantise(np.hypot(mex, mey), PT_LSB)
     objects[:, 0, 2] = _quantise(np.arctan2(mey, mex), ANGLE_LSB)
+    return objects
 
+
+def make_chunk(stream: Stream, n_events: int, seed: int) -> dict[str, np.ndarray]:
+    """Generate `n_events` events of one process and summarise each as 19 L1 objects."""
+    pythia = make_pythia(list(stream.settings), seed)
+    vis = Particles.visible(generate_batch(pythia, n_events))
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
+    # jets from the calorimeter-visible particles that are not selected isolated leptons
+    objects = l1_objects(vis, rng, lambda keep: cluster_antikt(vis.momenta(keep), JET_R, JET_SEED_PT))
+    n = vis.n_events
     return {"objects": objects.astype(np.float32), "label": np.full(n, stream.label, np.int8),
             "process": np.full(n, STREAMS.index(stream), np.int8)}
 

@@ -24,6 +24,8 @@ REQUIRED: dict[str, dict[str, tuple[tuple[int, ...], str]]] = {
     "ttbar": {"jets": ((10, 5), "f"), "mask": ((10,), "b"), "n_jets": ((), "i"), "assignment": ((6,), "i"),
               "fully_matched": ((), "b")},
     "l1": {"objects": ((19, 3), "f"), "label": ((), "i"), "process": ((), "i")},
+    "zerobias": {"objects": ((19, 3), "f"), "label": ((), "i"), "process": ((), "i"), "pileup": ((), "i"),
+                 "library": ((), "i")},
 }
 
 

@@ -1,4 +1,4 @@
-"""What a dataset module declares so that one chunked, seeded, streaming writer can produce all three."""
+"""What a dataset module declares so that one chunked, seeded, streaming writer can produce them all."""
 
 from __future__ import annotations
 
@@ -49,6 +49,12 @@ class DatasetSpec:
     make_chunk: Callable[[Stream, int, int], dict[str, np.ndarray]]
     settings: dict[str, object] = field(default_factory=dict)
     extra_manifest: dict[str, object] = field(default_factory=dict)
+    options: dict[str, object] = field(default_factory=dict)  # the dataset's own `data generate` options
+
+    def command(self, n_rows: int, seed: int) -> str:
+        """The `trigger data generate` command that makes this dataset (for the manifest)."""
+        extra = "".join(f" --{key.replace('_', '-')} {value}" for key, value in self.options.items())
+        return f"trigger data generate {self.name} --events {n_rows} --seed {seed}{extra}"
 
     def quotas(self, n_rows: int) -> list[int]:
         """Rows per stream summing to `n_rows`: floor of each fraction, remainders to the largest parts."""

@@ -109,37 +109,46 @@ class Fx:
         return cls(width, integer, bool(precision.signed), rounding, overflow)
 
 
-_ROUND = {
-    "TRN": np.floor,
-    "TRN_ZERO": np.trunc,
-    "RND": lambda s: np.floor(s + 0.5),  # half towards +inf
+def _half_up(s: np.ndarray) -> np.ndarray:
+    s += 0.5
+    return np.floor(s, out=s)
+
+
+_ROUND = {  # integer codes from exact scaled values (a fresh array, rounded in place), by ap_fixed's modes
+    "TRN": lambda s: np.floor(s, out=s),
+    "TRN_ZERO": lambda s: np.trunc(s, out=s),
+    "RND": _half_up,  # half towards +inf
     "RND_MIN_INF": lambda s: np.ceil(s - 0.5),  # half towards -inf
     "RND_ZERO": lambda s: np.sign(s) * np.ceil(np.abs(s) - 0.5),  # half towards zero
     "RND_INF": lambda s: np.sign(s) * np.floor(np.abs(s) + 0.5),  # half away from zero
-    "RND_CONV": np.rint,  # half to even
-}  # integer codes from exact scaled values, by ap_fixed's quantization modes
+    "RND_CONV": lambda s: np.rint(s, out=s),  # half to even
+}
 
 
 def quantize_codes(x: np.ndarray | float, t: Fx) -> np.ndarray:
     """The integer codes (value / lsb) of `x` cast to `t`, as float64."""
-    scaled = np.asarray(x, dtype=np.float64) * 2.0 ** t.frac
+    scaled = np.multiply(x, 2.0 ** t.frac, dtype=np.float64, out=np.empty(np.shape(x)))  # an array, even for a scalar
     codes = _ROUND[t.rounding](scaled)
     lo, hi = float(t.min_code), float(t.max_code)
-    if t.overflow == "WRAP":
-        # Only out-of-range codes are wrapped: shifting every code by 2^(width-1) would round away the low bits
-        # of a type wider than float64's mantissa.
-        outside = (codes < lo) | (codes > hi)
-        return np.where(outside, np.mod(codes - lo, 2.0 ** t.width) + lo, codes) if outside.any() else codes
+    if t.overflow == "SAT" or (t.overflow == "SAT_SYM" and not t.signed):
+        return np.clip(codes, lo, hi, out=codes)
+    if t.overflow == "SAT_SYM":
+        return np.clip(codes, -hi, hi, out=codes)
+    if codes.size == 0 or (codes.min() >= lo and codes.max() <= hi):
+        return codes
+    outside = (codes < lo) | (codes > hi)
     if t.overflow == "SAT_ZERO":
-        return np.where((codes < lo) | (codes > hi), 0.0, codes)
-    if t.overflow == "SAT_SYM" and t.signed:
-        lo = -hi
-    return np.clip(codes, lo, hi)
+        return np.where(outside, 0.0, codes)
+    # WRAP: only out-of-range codes are wrapped; shifting every code by 2^(width-1) would round away the low
+    # bits of a type wider than float64's mantissa.
+    return np.where(outside, np.mod(codes - lo, 2.0 ** t.width) + lo, codes)
 
 
 def quantize(x: np.ndarray | float, t: Fx) -> np.ndarray:
     """Cast exact values to `t` as the ap_fixed assignment does: quantization mode, then overflow mode."""
-    return quantize_codes(x, t) * 2.0 ** -t.frac
+    codes = quantize_codes(x, t)
+    codes *= 2.0 ** -t.frac
+    return codes
 
 
 def on_grid(values: np.ndarray, t: Fx) -> bool:

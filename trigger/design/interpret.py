@@ -118,9 +118,11 @@ def _integer_accumulate(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, *
 
 @kernel("dense")
 def _dense(op: Op, args: list[np.ndarray], types: list[Fx]) -> np.ndarray:
+    acc_t = op.types["accum"]
     acc = dot_accumulate(args[0], op.weights["kernel"], op.weights.get("bias"), x_t=types[0],
-                         w_t=op.weight_types["kernel"], acc_t=op.types["accum"], what=op.name)
-    return quantize(acc, op.output.type)
+                         w_t=op.weight_types["kernel"], acc_t=acc_t, what=op.name)
+    # hls4ml often gives the result the accumulator's own type: then the cast is an identity.
+    return acc if op.output.type.holds(acc_t.min, acc_t.max, acc_t.frac) else quantize(acc, op.output.type)
 
 
 def _windows(x: np.ndarray, op: Op) -> np.ndarray:
@@ -169,7 +171,10 @@ def _dot(op: Op, args: list[np.ndarray], types: list[Fx]) -> np.ndarray:
 
 @kernel("relu")
 def _relu(op: Op, args: list[np.ndarray], types: list[Fx]) -> np.ndarray:
-    return quantize(np.maximum(args[0], 0.0), op.output.type)
+    out = op.output.type
+    if not out.signed and out.overflow == "SAT":  # the cast's clip at 0 is the ReLU itself (one pass fewer)
+        return quantize(args[0], out)
+    return quantize(np.maximum(args[0], 0.0), out)
 
 
 @kernel("cast")

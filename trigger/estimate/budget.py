@@ -74,10 +74,15 @@ def check_budget(
 def with_margin(result: BudgetResult, margin: dict[str, float]) -> bool | None:
     """Whether every constraint still holds when each estimated figure is raised by the estimator's
     measured error on held-out designs (`margin[metric]`: the largest measured/estimated - 1 seen): a pass
-    that does not survive this is a pass only as far as the estimate can tell."""
+    that does not survive this is a pass only as far as the estimate can tell. Each check gets its
+    `margin`, `value_with_margin` and `pass_with_margin`."""
     if result.passed is None:
         return None
-    return all(c["value"] * (1.0 + margin.get(c["metric"], 0.0)) <= c["limit"] for c in result.checks)
+    for check in result.checks:
+        check["margin"] = margin.get(check["metric"], 0.0)
+        check["value_with_margin"] = check["value"] * (1.0 + check["margin"])
+        check["pass_with_margin"] = check["value_with_margin"] <= check["limit"]
+    return all(check["pass_with_margin"] for check in result.checks)
 
 
 def estimate_margin(params: Params | None = None) -> dict[str, Any]:

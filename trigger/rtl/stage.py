@@ -14,6 +14,8 @@ from trigger.design.fixed import on_grid
 from trigger.design.graph import Design
 from trigger.errors import InputError
 
+Arrays = list[np.ndarray] | np.ndarray  # one array per design input/output, or the only one
+
 
 class StageLog(Protocol):
     """What `rtl_stage` needs of the pipeline's log: messages and timed stages."""
@@ -27,8 +29,8 @@ def _flat(arrays: list[np.ndarray], n: int) -> np.ndarray:
     return np.concatenate([np.asarray(a, dtype=np.float64).reshape(n, -1) for a in arrays], axis=1)
 
 
-def rtl_stage(design: Design, project_dir: Path, *, clock_period_ns: float, part: str, x_heldout: list[np.ndarray] | np.ndarray,
-              emulator_out: list[np.ndarray] | np.ndarray, log: StageLog) -> tuple[dict[str, Any], np.ndarray]:
+def rtl_stage(design: Design, project_dir: Path, *, clock_period_ns: float, part: str, x_heldout: Arrays,
+              emulator_out: Arrays, log: StageLog) -> tuple[dict[str, Any], np.ndarray]:
     """Write `project_dir`/rtl/ from the design and check its Verilated model against the emulator's
     outputs on the held-out inputs. Returns report.json's `rtl` section, whose `equivalence` is the leg
     emulator_vs_rtl (`trigger.equivalence.compare`), and the Verilated outputs, (events, outputs) in the

@@ -68,13 +68,18 @@ def read_stat(path: Path) -> dict[str, Any]:
 
 def _script(src: Path, name: str, family: str, out: str) -> str:
     """The yosys script, run from src/memfiles (where `$readmemh` finds the tables) with relative paths.
-    lookup_table.v is read with -defer: its default MEM_FILE does not exist, only its instances' do."""
+    lookup_table.v is read with -defer: its default MEM_FILE does not exist, only its instances' do. Its
+    `rom_style = "distributed"` (for Vivado) is dropped: yosys then finds no read-only mapping for a forced
+    LUT RAM and stops, while left alone it maps the ROMs to LUTs (or block RAM) itself."""
     stages = sorted(src.glob(f"{name}_stage*.v"), key=lambda p: int(p.stem.rsplit("stage", 1)[1]))
+    tables = any((src / "memfiles").glob("*.mem"))
     lines = ["read_verilog " + " ".join(f"../static/{f}" for f in STATIC_SOURCES)]
-    if any((src / "memfiles").glob("*.mem")):
+    if tables:
         lines.append("read_verilog -defer ../static/lookup_table.v")
-    lines += ["read_verilog " + " ".join(f"../{p.name}" for p in stages) + f" ../{name}.v",
-              f"synth_xilinx -family {family} -flatten -noiopad -noclkbuf -top {name}",
+    lines.append("read_verilog " + " ".join(f"../{p.name}" for p in stages) + f" ../{name}.v")
+    if tables:
+        lines += [f"hierarchy -top {name}", "setattr -unset rom_style */*"]
+    lines += [f"synth_xilinx -family {family} -flatten -noiopad -noclkbuf -top {name}",
               f"tee -q -o {out}/stat.json stat -json",
               f"tee -q -o {out}/stat.txt stat"]
     return "\n".join(lines) + "\n"
@@ -106,7 +111,10 @@ def synthesize(rtl: Path, name: str, family: str) -> dict[str, Any]:
         seconds = time.perf_counter() - start
         if done.returncode != 0:
             err = [ln for ln in (done.stderr + done.stdout).splitlines() if ln.strip()]
-            raise InputError(f"{name}: yosys failed: {err[-1] if err else f'exit code {done.returncode}'}")
+            if (partial / "yosys.log").is_file():
+                shutil.copy(partial / "yosys.log", rtl / "yosys_failed.log")
+            raise InputError(f"{name}: yosys failed ({rtl / 'yosys_failed.log'}): "
+                             f"{err[-1] if err else f'exit code {done.returncode}'}")
         result = read_stat(partial / "stat.json")
         (partial / "synth.ys").write_text(_script(src, name, family, f"../../{SYNTH_DIR}"))
         shutil.rmtree(final, ignore_errors=True)

@@ -88,8 +88,8 @@ def cast(x: Value, t: Fx) -> Value:
     Why not da4ml's `quantize` alone: it rounds only by truncation (TRN) or half up (RND) and saturates by
     SAT or SAT_SYM, while the design also holds QKeras's half-to-even (RND_CONV; about 3 % of hidden
     pre-activations are exact ties), ap_fixed's other rounding modes and SAT_ZERO. Each rounding is built
-    from truncations instead: floor(x + c + b * d) on the target grid, with x's step s, the half LSB L/2, a
-    constant c and one data bit b scaled by d:
+    from truncations instead: floor(x + c + b * d) on the target grid, with x's step s, the target LSB L, a
+    constant c and one data bit b of x scaled by d:
 
     - RND: c = L/2 (da4ml's own RND does the same); RND_MIN_INF (ties down): c = L/2 - s;
     - RND_CONV: c = L/2 - s, b = the target-LSB bit of x (its parity), d = s: a tie rounds up when odd;

@@ -7,6 +7,7 @@ OpenMP and BLAS from oversubscribing the cores.
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from collections.abc import Iterator
@@ -37,7 +38,8 @@ def dask_client(scheduler: str | None, workers: int = 2) -> Iterator[Client]:
 
     if scheduler is None:
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                          dashboard_address=None, env=WORKER_ENV) as cluster, Client(cluster) as client:
+                          dashboard_address=None, env=WORKER_ENV, silence_logs=logging.ERROR) as cluster, \
+                Client(cluster) as client:
             yield client
         return
     try:

@@ -153,7 +153,7 @@ def short_names(keys: tuple[str, ...]) -> dict[str, str]:
 
 
 COST_LABELS = {"lut_equivalents": f"LUT-equivalents (LUT + {LUT_PER_DSP} x DSP, estimate)",
-               "latency_ns": "latency (ns, estimate)"}
+               "latency_ns": "latency (ns, estimate)"}  # the name before " (" titles the plot
 
 
 def _plot(scan: ScanConfig, rows: list[dict[str, Any]], label: str | None, cost: str, root: Path) -> str | None:
@@ -175,13 +175,15 @@ def _plot(scan: ScanConfig, rows: list[dict[str, Any]], label: str | None, cost:
     ax.scatter([r[cost] for r in front], [r["headline"] for r in front], s=30, color="C3", label="Pareto front",
                zorder=3)
     for r in front:
-        text = ", ".join(f"{names[k]}={_short(r[k])}" for k in scan.axes)
-        ax.annotate(text, (r[cost], r["headline"]), fontsize=6, xytext=(4, -8), textcoords="offset points")
+        ax.annotate("/".join(_short(r[k]) for k in scan.axes), (r[cost], r["headline"]), fontsize=7,
+                    xytext=(4, -10), textcoords="offset points")
+    ax.margins(x=0.12, y=0.08)
     ax.set_xlabel(COST_LABELS[cost])
     ax.set_ylabel(f"{label} ({ok[0]['headline_source']})")
-    ax.set_title(f"scan {scan.name}: {label} vs {cost.replace('_', ' ')}", fontsize=10)
+    ax.set_title(f"scan {scan.name}: Pareto front of {label} vs {COST_LABELS[cost].split(' (')[0]}", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="best", title="front labels: " + "/".join(names[k] for k in scan.axes),
+              title_fontsize=7)
     fig.tight_layout()
     name = f"pareto_{cost}.png"
     fig.savefig(root / name, dpi=100)
@@ -190,18 +192,18 @@ def _plot(scan: ScanConfig, rows: list[dict[str, Any]], label: str | None, cost:
 
 
 def _short(value: Any) -> str:
-    return json.dumps(value).replace(" ", "") if isinstance(value, list) else f"{value:g}" \
-        if isinstance(value, float) else str(value)
+    """An axis value as written: lists compact, floats without trailing zeros."""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, separators=(",", ":"))
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
     if value is None:
         return "n/a"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.{digits}f}" if abs(value) < 1 else f"{value:.{digits}g}"
-    return _short(value)
+    return str(value)
 
 
 def _markdown(scan: ScanConfig, rows: list[dict[str, Any]], label: str | None, plots: list[str],
@@ -238,7 +240,7 @@ def _markdown(scan: ScanConfig, rows: list[dict[str, Any]], label: str | None, p
     for r in rows:
         front = "+".join(n for c, n in (("pareto_lut", "LUT"), ("pareto_latency", "latency")) if r[c]) or ""
         exact = "n/a" if r["bit_exact_fraction"] is None else f"{r['bit_exact_fraction']:.2%}"
-        cells = [f"`{r['point']}`", r["status"], front, *[_fmt(r[a]) for a in scan.axes], _fmt(r["headline"]),
+        cells = [f"`{r['point']}`", r["status"], front, *[_short(r[a]) for a in scan.axes], _fmt(r["headline"]),
                  exact, *[_fmt(r[k]) for k in RESOURCE_KEYS], _fmt(r["lut_equivalents"]), _fmt(r["sparsity"], 3),
                  f"{r['wall_s']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
