@@ -2,6 +2,7 @@
 on the same events, for compiled projects (by default the shipped jet tagger, autoencoder and SPA-Net).
 
     python bench/bench_emulator.py [hls_projects/jet_tagger ...] [--events 1000000] [--csim-events 20000]
+                                   [--spanet-events 100000]
 
 Each project's dataset events are put on the input grid as `trigger compile` does and tiled up to `--events`.
 The emulator and QKeras run on all of them; the C simulation (about 10k events/s) on the first `--csim-events`,
@@ -40,12 +41,14 @@ def _rate(fn: Any, events: int, repeats: int = 3) -> tuple[float, Any]:
     return events / best, out
 
 
-def bench_project(path: Path, events: int, csim_events: int) -> dict[str, Any]:
+def bench_project(path: Path, events: int, csim_events: int, spanet_events: int) -> dict[str, Any]:
     from trigger.design import run
     from trigger.design.cli import dataset_inputs, open_project, rebuild_csim
     from trigger.equivalence import compare
 
     project = open_project(path)
+    if project.family.name == "spanet":  # the triplet scan is O(n_jets^3): fewer events, same side-by-side method
+        events = spanet_events
     split, _ = dataset_inputs(project, ROOT / project.cfg.data.file, None)
     xs = _tile(split.x if isinstance(split.x, list) else [split.x], events)
     emu_rate, emulated = _rate(lambda: run(project.design, xs), events)
@@ -79,6 +82,7 @@ def main() -> None:
                         default=[ROOT / "hls_projects" / name for name in DEFAULT_PROJECTS])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--csim-events", type=int, default=20_000)
+    parser.add_argument("--spanet-events", type=int, default=100_000)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "emulator_bench.json")
     args = parser.parse_args()
     rows = []
@@ -86,7 +90,7 @@ def main() -> None:
         if not (path / "design.json").is_file():
             print(f"{path}: not compiled (run `trigger compile` on its config first), skipped")
             continue
-        row = bench_project(path, args.events, args.csim_events)
+        row = bench_project(path, args.events, args.csim_events, args.spanet_events)
         print(json.dumps(row))
         rows.append(row)
     result = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
