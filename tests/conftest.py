@@ -43,7 +43,7 @@ SMALL_FAMILY_CONFIGS: dict[str, dict[str, Any]] = {
         "pruning": {"enabled": True, "target_sparsity": 0.3, "epochs": 2},
         "equivalence": {"min_events": 5000},
         "budget": {"latency_ns": 1000},
-        "evaluation": {"rates_khz": [100, 1000]},
+        "evaluation": {"rates_khz": [1000, 4000]},  # >= 50 calibration events pass each
     },
     "vae": {
         "name": "ci_vae",
@@ -57,7 +57,7 @@ SMALL_FAMILY_CONFIGS: dict[str, dict[str, Any]] = {
         "pruning": {"enabled": False},
         "equivalence": {"min_events": 5000},
         "budget": {"latency_ns": 1000},
-        "evaluation": {"rates_khz": [100, 1000]},
+        "evaluation": {"rates_khz": [1000, 4000]},  # >= 50 calibration events pass each
     },
     "spanet": {
         "name": "ci_spanet",

@@ -4,7 +4,6 @@ the low-statistics warning and the clustering of crossings that share pileup."""
 
 from __future__ import annotations
 
-import logging
 import math
 
 import numpy as np
@@ -202,12 +201,12 @@ def test_half_split_is_reproducible_disjoint_and_keeps_groups_whole() -> None:
     assert one["verification"]["n_background"] == 25_000
 
 
-def test_fewer_than_50_passing_calibration_events_warn(caplog: pytest.LogCaptureFixture) -> None:
+def test_fewer_than_50_passing_calibration_events_warn() -> None:
+    """The warning is returned with the figures (the pipeline prints it and puts it in report.json)."""
     rng = np.random.default_rng(5)
     scores, labels = rng.exponential(1.0, 200_000), np.zeros(200_000, dtype=int)
     args = {"class_names": ["background"], "collision_mhz": 40.0, "score_type": ScoreType(16, 10)}
-    with caplog.at_level(logging.WARNING, logger="trigger.rate"):
-        m = calibrate(scores, labels, rates_khz=[1.0, 100.0], verify_seed=1, **args)
+    m = calibrate(scores, labels, rates_khz=[1.0, 100.0], verify_seed=1, **args)
     low, high = m["thresholds"]["1kHz"], m["thresholds"]["100kHz"]
     assert low["background_pass"] < 50  # 2.5e-5 x 100 000 calibration events allows 2
     assert low["low_statistics"] is True
@@ -215,7 +214,6 @@ def test_fewer_than_50_passing_calibration_events_warn(caplog: pytest.LogCapture
     assert len(m["warnings"]) == 1
     assert m["warnings"][0].startswith("1kHz: ")
     assert "\n" not in m["warnings"][0]
-    assert [r.getMessage() for r in caplog.records] == m["warnings"]
     assert calibrate(scores, labels, rates_khz=[100.0], **args)["warnings"] == []
 
 

@@ -116,6 +116,25 @@ def ops_design(seed: int = 2) -> Design:
     return Design("ops", [Tensor("x", (6,), Fx(10, 4))], ops, outputs)
 
 
+def deep_design(seed: int = 0) -> Design:
+    """Six ReLU layers, then products of their outputs: da4ml's scale factors shrink layer by layer until a
+    product of two variables needs rebasing (`trace._rebase`)."""
+    rng = np.random.default_rng(seed)
+    ops, x = [], "x"
+    for layer in range(6):
+        w = quantize(rng.normal(scale=0.6, size=(8, 8)), Fx(8, 2))
+        ops += [Op("dense", f"d{layer}", [x], Tensor(f"d{layer}", (8,), Fx(30, 14)), types={"accum": Fx(30, 14)},
+                   weights={"kernel": w, "bias": quantize(rng.normal(scale=0.3, size=8), Fx(10, 4))},
+                   weight_types={"kernel": Fx(8, 2), "bias": Fx(10, 4)}),
+                Op("relu", f"a{layer}", [f"d{layer}"], Tensor(f"a{layer}", (8,), Fx(14, 5, False, "RND", "SAT")))]
+        x = f"a{layer}"
+    ops += [Op("merge", "product", ["a5", "a4"], Tensor("product", (8,), Fx(16, 8, True, "RND", "SAT")),
+               attrs={"op": "multiply"}),
+            Op("dot", "square", ["a5", "a5"], Tensor("square", (1,), Fx(20, 12, False, "RND_CONV", "SAT")),
+               types={"accum": Fx(40, 20)})]
+    return Design("deep", [Tensor("x", (8,), Fx(16, 6))], ops, ["product", "square", "a5"])
+
+
 def score_design(seed: int = 3) -> Design:
     """A small tagger head and an anomaly score path as the families lower them: dense, QKeras relu
     (RND_CONV, SAT), logits (TRN, WRAP) and their table softmax (ROMs read from memory files), input minus
@@ -223,6 +242,12 @@ def test_the_tests_cover_every_tracer() -> None:
 def test_every_core_op_kind_equals_the_interpreter() -> None:
     design = ops_design()
     xs = _inputs(design, 20000)
+    np.testing.assert_array_equal(_traced(design, xs), _emulated(design, xs))
+
+
+def test_products_after_deep_layers_equal_the_interpreter() -> None:
+    design = deep_design()
+    xs = _inputs(design, 5000)
     np.testing.assert_array_equal(_traced(design, xs), _emulated(design, xs))
 
 

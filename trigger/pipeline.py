@@ -415,7 +415,9 @@ def _report(cfg: Config, config_path: Path, family: ModelFamily, *, data: Any, p
         "training": {"seed": cfg.training.seed, "history": histories},
         "outputs": {"project_dir": str(cfg.project_dir), "scripts_dir": str(cfg.scripts_dir)},
         "plots": plots,
-        "warnings": [w for w in (report.chance_level(metrics, user_model=source["kind"] == "user model"),) if w],
+        # The firmware's figures (the emulator's) say when a rate's threshold rests on too few events.
+        "warnings": [w for w in (report.chance_level(metrics, user_model=source["kind"] == "user model"),) if w]
+        + [f"rate calibration: {w}" for w in (metrics.get("emulator") or {}).get("warnings", [])],
         "timings_s": dict(log.timings),
         "versions": report.versions(),
     }

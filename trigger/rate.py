@@ -16,7 +16,6 @@ on the other, independent half.
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -27,8 +26,6 @@ from sklearn.metrics import roc_auc_score
 
 from trigger.config import FixedType
 from trigger.fixed_point import type_range
-
-log = logging.getLogger(__name__)
 
 ONE_SIGMA = math.erf(1 / math.sqrt(2))  # 0.6827: the "68 %" of a central interval
 MIN_CALIBRATION_PASS = 50  # background passing a threshold: fewer leave it uncertain by more than 1/sqrt(50)
@@ -208,7 +205,8 @@ def calibrate(scores: np.ndarray, labels: np.ndarray, *, class_names: list[str],
     rate is verified, with its interval, on the other half. `groups` (one per event, e.g. the `zerobias`
     pileup library of each crossing) keeps each group in one half, so that the halves share no pileup
     collision, and measures how much the passing crossings cluster by group. A threshold passed by fewer
-    than 50 calibration events is flagged `low_statistics` and named in `warnings` (also logged).
+    than 50 calibration events is flagged `low_statistics` and named in `warnings` (the pipeline prints them
+    and puts them in report.json).
     """
     scores = np.asarray(scores, dtype=np.float64).ravel()
     labels = np.asarray(labels).ravel()
@@ -238,8 +236,6 @@ def calibrate(scores: np.ndarray, labels: np.ndarray, *, class_names: list[str],
     warnings += [f"{key}: the verification background passing clusters by group (design effect "
                  f"{c['design_effect']:.1f}): the crossings share pileup collisions; use the clustered interval"
                  for key, c in checks.items() if c is not None and c.get("design_effect", 1.0) > MAX_DESIGN_EFFECT]
-    for message in warnings:
-        log.warning(message)
     return {
         "n_background": int(setting.size),
         "calibration": {"verify_seed": verify_seed, "split_by_group": bkg_groups is not None,

@@ -96,8 +96,8 @@ def cast(x: Value, t: Fx) -> Value:
     - RND_ZERO: c = L/2 - s, b = the sign, d = s; RND_INF: c = L/2, b = the sign, d = -s;
     - TRN_ZERO: c = 0, b = the sign, d = L - s (a negative value rounds up).
 
-    SAT_ZERO is the floor followed by two sign-bit muxes to zero. Note da4ml counts `i` without the sign
-    bit: ap_fixed<16,6> is (k, i, f) = (1, 5, 10).
+    The overflow modes follow in `_overflow`. Note da4ml counts `i` without the sign bit: ap_fixed<16,6>
+    is (k, i, f) = (1, 5, 10).
     """
     assert _da4ml_rounds_only_trn_and_rnd(), "da4ml now rounds beyond TRN/RND itself: retire the workaround in cast"
     k, i, f = int(t.signed), t.integer - int(t.signed), t.frac
@@ -118,27 +118,30 @@ def cast(x: Value, t: Fx) -> Value:
                 b = _bit(v, bit, f)
                 v = v + b * float(scale) if isinstance(b, FixedVariable) else v + Decimal(b) * scale
             v = v + const
-        if t.overflow == "SAT_ZERO":
-            out.append(_saturate_to_zero(v, k, i, f, t))
-        else:
-            out.append(v.quantize(k, i, f, t.overflow, "TRN"))
+        out.append(_overflow(v, k, i, f, t))
     return _array(out, x.shape)
 
 
-def _saturate_to_zero(v: FixedVariable, k: int, i: int, f: int, t: Fx) -> FixedVariable:
-    """floor(v) on the grid of t, and 0 where it is outside t's range (AP_SAT_ZERO). The mux keys sit half an
-    LSB off the bounds, so they are never zero: da4ml's msb_mux picks differently at zero depending on how a
-    variable's sign is represented."""
+def _overflow(v: FixedVariable, k: int, i: int, f: int, t: Fx) -> FixedVariable:
+    """floor(v) on the grid of t, then t's overflow mode. WRAP is da4ml's quantize. SAT, SAT_SYM and SAT_ZERO
+    are two muxes built here rather than da4ml's saturation, which goes wrong when a variable's scale factor
+    has fallen far below its step (see `_rebase`); their keys sit half an LSB off the bounds, so they are
+    never zero (da4ml's msb_mux decides an exact zero by how the variable's sign happens to be represented),
+    and the lower one takes a constant of factor 1 as its first choice, so a saturated value is rebased."""
+    if t.overflow == "WRAP":
+        return v.quantize(k, i, f, "WRAP", "TRN")
     vk, vi, _ = v.kif
     floor = v.quantize(vk, vi, f, "WRAP", "TRN")  # range kept, bits below 2^-f dropped
-    low, high, half = Decimal(t.min), Decimal(t.max), Decimal(2) ** (-f - 1)
+    low = -t.max if t.overflow == "SAT_SYM" and t.signed else t.min
+    high, half = t.max, 2.0 ** (-f - 1)
+    below, above = (0.0, 0.0) if t.overflow == "SAT_ZERO" else (low, high)
     if floor.low > high or floor.high < low:
-        return FixedVariable.from_const(0.0, v.hwconf)
+        return FixedVariable.from_const(above if floor.low > high else below, v.hwconf)
     r = floor
     if floor.high > high:
-        r = (floor - (high + half)).msb_mux(r, 0.0)  # negative: at most the top value
+        r = (floor - (high + half)).msb_mux(r, FixedVariable.from_const(above, v.hwconf))  # negative: in range
     if floor.low < low:
-        r = (floor - (low - half)).msb_mux(0.0, r)  # negative: below the bottom value
+        r = (floor - (low - half)).msb_mux(FixedVariable.from_const(below, v.hwconf), r)  # negative: below it
     return r.quantize(k, i, f, "WRAP", "TRN")  # in range by now: only narrows the wires
 
 
@@ -182,7 +185,7 @@ def _sum_products(a: Value, b: Value, a_t: Fx, b_t: Fx, acc_t: Fx) -> Value:
     """hls4ml's dot1d as `interpret._dot`: products cast to the accumulator, summed there."""
     n = a.shape[-1]
     bound = magnitude(a_t) * magnitude(b_t)
-    products = a * b
+    products = product(a, b)
     if acc_t.holds(-n * bound, n * bound, a_t.frac + b_t.frac):
         return _array([np.sum(products)], (1,))
     acc = cast(_array([FixedVariable.from_const(0.0, HWCONF)], (1,)), acc_t)
@@ -221,6 +224,39 @@ def select(key: FixedVariable, a: FixedVariable | float, b: FixedVariable | floa
         chosen = a if key.low > 0 else b
         return chosen if isinstance(chosen, FixedVariable) else FixedVariable.from_const(chosen, key.hwconf)
     return (key - key.step / 2).msb_mux(b, a)
+
+
+STORED_LIMIT = 2 ** 26  # largest stored magnitude of a product's operand: two of them stay within 2^52
+
+
+def _rebase(v: FixedVariable) -> FixedVariable:
+    """v with da4ml's scale factor 1. da4ml keeps each variable as a stored value times a power-of-two factor
+    that it carries through every op; through a few layers of constant-matrix products the factor falls to
+    2^-30 and below, and a product of two such variables is then stored as an integer beyond 2^63: its
+    saturation, muxes and constants come out wrong (in da4ml's own interpreter and in the Verilog). A mux
+    takes the factor of its first choice, so v is passed through a mux that always picks v but whose first
+    choice is a constant of factor 1; its key, v minus a constant below v's range, is declared signed and
+    so has a sign bit that is always 0. One adder and one mux: done only where the factor is that small."""
+    if v.low == v.high or max(abs(v.low), abs(v.high)) / abs(v._factor) <= STORED_LIMIT:
+        return v
+    if v._factor < 0:
+        return -_rebase(-v)
+    below = v.low - v.step if v.low != v.step else v.low - 2 * v.step  # nonzero: a real adder, a new variable
+    key = v - below
+    key.low = -key.step
+    return key.msb_mux(FixedVariable.from_const(float(v.low), v.hwconf), v, (v.low, v.high, v.step))
+
+
+def rebased(x: Value) -> Value:
+    """x with every element's scale factor fit for a product of two variables (`_rebase`)."""
+    return _array([_rebase(v) for v in x._vars.ravel()], x.shape)
+
+
+def product(a: Value, b: Value) -> Value:
+    """a * b elementwise with da4ml multipliers, on rebased operands; a square stays one, so da4ml still
+    knows it is not negative."""
+    ra = rebased(a)
+    return ra * ra if b is a else ra * rebased(b)
 
 
 def maximum(values: list[FixedVariable]) -> FixedVariable:
@@ -283,7 +319,7 @@ def _batchnorm(op: Op, args: list[Value], types: list[Fx]) -> Value:
 
 
 _MERGE: dict[str, Callable[[Value, Value], Value]] = {
-    "add": lambda a, b: a + b, "subtract": lambda a, b: a - b, "multiply": lambda a, b: a * b,
+    "add": lambda a, b: a + b, "subtract": lambda a, b: a - b, "multiply": product,
     "maximum": np.maximum, "minimum": np.minimum,
 }
 

@@ -13,7 +13,7 @@ import numpy as np
 from da4ml.trace import FixedVariable
 
 from trigger.design.spanet import C_INT
-from trigger.rtl.trace import Value, _array, accumulate, cast, cast1, lookup, maximum, select, tracer
+from trigger.rtl.trace import Value, _array, accumulate, cast, cast1, lookup, maximum, rebased, select, tracer
 
 if TYPE_CHECKING:
     from trigger.design.fixed import Fx
@@ -56,7 +56,7 @@ def _fx_attention(op: Op, args: list[Value], types: list[Fx]) -> Value:
     x = cast(args[0], t["in"])
     mask = list(args[1]._vars)
     q, k, v = (_project(op, x, c, "qkv") for c in "qkv")
-    scores = cast(q @ k.T, t["score"])  # (query, key)
+    scores = cast(rebased(q) @ rebased(k).T, t["score"])  # (query, key)
     floor = float(t["score"].min)  # below or at every valid score: an invalid key's stand-in in the row maximum
     any_valid = maximum(mask)
     row_max = [select(any_valid, maximum([select(mask[j], scores._vars[i, j], floor) for j in range(n)]), 0.0)
@@ -69,7 +69,7 @@ def _fx_attention(op: Op, args: list[Value], types: list[Fx]) -> Value:
     inv_index = _table_index(total - 1.0, 2.0 ** a["inv_frac"], a["inv_size"])
     inverse = lookup(inv_index, lambda i: w["inv_table"][i.astype(np.int64)])
     attn = cast(_array([e[i][j] * inverse._vars[i] for i in range(n) for j in range(n)], (n, n)), t["attn"])
-    ctx = cast(attn @ v, t["ctx"])
+    ctx = cast(rebased(attn) @ rebased(v), t["ctx"])
     out = accumulate(ctx, w["kernel_o"], None, x_t=t["ctx"], w_t=op.weight_types["kernel_o"], acc_t=t["out_acc"])
     return cast(cast(out + x + w["bias_o"], t["out"]), op.output.type)
 
@@ -109,8 +109,8 @@ def _fx_triplet_argmax(op: Op, args: list[Value], types: list[Fx]) -> Value:
     valid = [mask[i].min_of(mask[j]).min_of(mask[k]) for i, j, k in triplets]
     scores = []
     for top in (0, 1):
-        u, v = project("kernel_b", "bias_b", top), project("kernel_p", "bias_p", top)
-        pair = {(j, k): cast(v[j] * v[k], t["pair"]) for j in range(n) for k in range(j + 1, n)}
+        u, v = rebased(project("kernel_b", "bias_b", top)), rebased(project("kernel_p", "bias_p", top))
+        pair = {(j, k): rebased(cast(v[j] * v[k], t["pair"])) for j in range(n) for k in range(j + 1, n)}
         s = cast(_array([np.sum(u[i] * pair[j, k]) for i, j, k in triplets], (len(triplets),)), score_t)
         scores.append([select(ok, sc, sentinel) for ok, sc in zip(valid, s._vars, strict=True)])
     (s0, i0), (s1, i1) = (_tournament(scores[top], flat, lsb) for top in (0, 1))
