@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import small_jet_config
+from conftest import small_jet_config, tiny_jet_config
 
 from trigger.config import load_config
 from trigger.design import Design, Fx, Op, Tensor, run
@@ -337,6 +337,22 @@ def test_verilated_pipeline_is_bit_exact_and_cycle_exact(tmp_path: Path) -> None
     assert not list(rtl.rglob("*.so"))
     assert not (rtl / "sim" / "obj_dir").exists()
     assert not list(tmp_path.glob(".rtl*"))
+
+
+def test_compile_with_the_rtl_backend(tmp_path: Path) -> None:
+    """`backends: [hls, rtl]` end to end on a tiny trained tagger: the third equivalence leg, report.json's
+    rtl section, the budget on the RTL pipeline's latency, the RTL project in hls_projects/<name>/rtl."""
+    from trigger.pipeline import CompileOptions, compile_config
+
+    report = compile_config(tiny_jet_config(tmp_path, backends=["hls", "rtl"]), CompileOptions(quiet=True))
+    leg = report["equivalence"]["legs"]["emulator_vs_rtl"]
+    assert leg["bit_exact_fraction"] == 1.0
+    assert leg["events"] == report["equivalence"]["events"] >= 1000
+    rtl = report["rtl"]
+    assert rtl["latency_cycles"] >= 1
+    assert rtl["ii"] == 1
+    assert report["budget"]["basis"].startswith("rtl pipeline")
+    assert (Path(report["outputs"]["project_dir"]) / "rtl" / "README.md").is_file()
 
 
 def test_off_grid_inputs_are_refused_before_any_work(tmp_path: Path) -> None:
