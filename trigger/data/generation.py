@@ -103,19 +103,16 @@ def generate(dataset: str, events: int, seed: int, out: str | Path | None = None
     The file appears only when complete: it is written under a temporary name and renamed at the end; the
     temporary file is removed on any failure, Ctrl-C and SIGTERM included.
     """
-    from trigger.scan.cluster import sigterm_as_exit
-
     spec = _validate(dataset, events, seed, workers, options)
     out = Path(out) if out is not None else Path("data") / f"{dataset}.h5"
-    with sigterm_as_exit():
-        tmp = _temporary_path(out)
-        try:
-            with _executor(workers, scheduler) as (submit, parallel):
-                _write(spec, events, seed, tmp, submit=submit, parallel=parallel, progress=progress)
-            tmp.replace(out)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+    tmp = _temporary_path(out)
+    try:  # the CLI turns SIGTERM into `Terminated`, which unwinds through here like Ctrl-C
+        with _executor(workers, scheduler) as (submit, parallel):
+            _write(spec, events, seed, tmp, submit=submit, parallel=parallel, progress=progress)
+        tmp.replace(out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return out
 
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from trigger.errors import InputError
+from trigger.errors import InputError, Terminated
 
 
 def add_scan_command(subparsers: argparse._SubParsersAction) -> None:
@@ -32,7 +32,6 @@ def add_scan_command(subparsers: argparse._SubParsersAction) -> None:
 
 def run_scan_command(args: argparse.Namespace) -> int:
     """Validate every point, compute the missing ones, write the results (also after Ctrl-C or SIGTERM)."""
-    from trigger.scan.cluster import sigterm_as_exit
     from trigger.scan.config import load_scan
     from trigger.scan.results import write_results
     from trigger.scan.run import run_scan
@@ -47,15 +46,14 @@ def run_scan_command(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(message, file=sys.stderr, flush=True)
 
-    with sigterm_as_exit():
-        try:
-            summary = run_scan(scan, root, scheduler=args.scheduler, workers=args.workers, limit=args.limit,
-                               retry_failed=args.retry_failed, progress=not args.quiet, say=say)
-        except (KeyboardInterrupt, SystemExit):
-            if write_results(scan, root, None):
-                say(f"[scan] interrupted: the finished points are in {root / 'scan.csv'}; rerun to resume")
-            raise
-        rows = write_results(scan, root, summary)
+    try:
+        summary = run_scan(scan, root, scheduler=args.scheduler, workers=args.workers, limit=args.limit,
+                           retry_failed=args.retry_failed, progress=not args.quiet, say=say)
+    except (KeyboardInterrupt, Terminated):  # Terminated: the CLI's SIGTERM, unwinding like Ctrl-C
+        if write_results(scan, root, None):
+            say(f"[scan] interrupted: the finished points are in {root / 'scan.csv'}; rerun to resume")
+        raise
+    rows = write_results(scan, root, summary)
     ok = sum(r["status"] == "ok" for r in rows)
     print(f"scan {scan.name}: {len(rows)}/{len(scan.points)} points finished ({len(summary.computed)} computed now, "
           f"{len(summary.reused)} reused; {ok} ok, {len(rows) - ok} failed), {sum(r['pareto'] for r in rows)} on a "

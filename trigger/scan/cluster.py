@@ -1,4 +1,4 @@
-"""Dask and signal plumbing shared by `trigger scan` and `trigger data generate --scheduler`.
+"""Dask plumbing shared by `trigger scan` and `trigger data generate --scheduler`.
 
 Workers are one-thread processes: TensorFlow's seeds and Keras's session are process-global, so two points
 in one process would disturb each other's reproducibility, and one thread per process keeps TensorFlow,
@@ -8,8 +8,6 @@ OpenMP and BLAS from oversubscribing the cores.
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -49,21 +47,3 @@ def dask_client(scheduler: str | None, workers: int = 2) -> Iterator[Client]:
         raise InputError(f"--scheduler: cannot connect to {scheduler}: {reason}") from None
     with client:
         yield client
-
-
-@contextmanager
-def sigterm_as_exit() -> Iterator[None]:
-    """Turn SIGTERM (`kill PID`, a batch system ending a job) into SystemExit(143) in the main thread, so
-    the cleanup that runs on Ctrl-C (temporary files, the local cluster) runs on SIGTERM too."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def _exit(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, _exit)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
