@@ -268,3 +268,28 @@ def test_corrupt_or_missing_design_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "design.json").write_text("{not json")
     with pytest.raises(InputError, match="corrupt design"):
         Design.load(tmp_path)
+
+
+@pytest.mark.parametrize("rounding", sorted(ROUNDING))
+@pytest.mark.parametrize("log2_sum", [22.9, 23.1, 26.0])
+def test_single_precision_path_equals_double(monkeypatch: pytest.MonkeyPatch, rounding: str,
+                                             log2_sum: float) -> None:
+    """The float32 fast path (taken where the types and weights prove every partial sum and rounding step
+    below 2^23 codes) gives the float64 path's values, on both sides of that bound, for every rounding mode."""
+    from trigger.design import interpret
+
+    rng = np.random.default_rng(7)
+    t_in, t_w = Fx(16, 6, True), Fx(8, 1, True)
+    w = quantize(rng.uniform(-1, 1, (16, 8)), t_w)
+    w *= 2.0 ** log2_sum / (t_in.max * 2.0 ** (t_in.frac + t_w.frac) * np.abs(w).sum(axis=0).max())
+    t_w = Fx(8, 1 + int(np.ceil(np.log2(np.abs(w).max() + 1e-9))), True)
+    w = quantize(w, t_w)
+    chain = {"input": (16, 6, True, "TRN", "WRAP"), "weight": (t_w.width, t_w.integer, True, "TRN", "WRAP"),
+             "accum": (40, 20, True, "TRN", "WRAP"), "result": (40, 20, True, "TRN", "WRAP"),
+             "quant": (9, 4, False, rounding, "SAT"), "n_in": 16, "n_out": 8, "relu": True}
+    design = _design(chain, w, np.zeros(8))
+    x = rng.normal(scale=40.0, size=(5000, 16))
+    single = run(design, x)[0]
+    assert interpret.cast(np.float32([1.0]), Fx(16, 6, True), Fx(9, 4, False, rounding, "SAT")).dtype == np.float32
+    monkeypatch.setattr(interpret, "FLOAT32_EXACT", 0.0)  # every step in float64
+    np.testing.assert_array_equal(single, run(design, x)[0])

@@ -125,9 +125,10 @@ _ROUND = {  # integer codes from exact scaled values (a fresh array, rounded in 
 }
 
 
-def quantize_codes(x: np.ndarray | float, t: Fx) -> np.ndarray:
-    """The integer codes (value / lsb) of `x` cast to `t`, as float64."""
-    scaled = np.multiply(x, 2.0 ** t.frac, dtype=np.float64, out=np.empty(np.shape(x)))  # an array, even for a scalar
+def quantize_codes(x: np.ndarray | float, t: Fx, dtype: type = np.float64) -> np.ndarray:
+    """The integer codes (value / lsb) of `x` cast to `t`, as float64 (or float32, which the caller may ask for
+    only when its types prove every scaled value and code below 2^23: then float32 is exact too)."""
+    scaled = np.multiply(x, 2.0 ** t.frac, dtype=dtype, out=np.empty(np.shape(x), dtype))  # an array, even for a scalar
     codes = _ROUND[t.rounding](scaled)
     lo, hi = float(t.min_code), float(t.max_code)
     if t.overflow == "SAT" or (t.overflow == "SAT_SYM" and not t.signed):
@@ -141,12 +142,13 @@ def quantize_codes(x: np.ndarray | float, t: Fx) -> np.ndarray:
         return np.where(outside, 0.0, codes)
     # WRAP: only out-of-range codes are wrapped; shifting every code by 2^(width-1) would round away the low
     # bits of a type wider than float64's mantissa.
+    codes = codes.astype(np.float64, copy=False)  # the wrap's offset codes may need more than float32's 24 bits
     return np.where(outside, np.mod(codes - lo, 2.0 ** t.width) + lo, codes)
 
 
-def quantize(x: np.ndarray | float, t: Fx) -> np.ndarray:
+def quantize(x: np.ndarray | float, t: Fx, dtype: type = np.float64) -> np.ndarray:
     """Cast exact values to `t` as the ap_fixed assignment does: quantization mode, then overflow mode."""
-    codes = quantize_codes(x, t)
+    codes = quantize_codes(x, t, dtype)
     codes *= 2.0 ** -t.frac
     return codes
 

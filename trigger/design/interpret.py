@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 Kernel = Callable[["Op", list[np.ndarray], list[Fx]], np.ndarray]
 KERNELS: dict[str, Kernel] = {}
 FLOAT64_EXACT = 2.0 ** 53
+FLOAT32_EXACT = 2.0 ** 23  # one bit below float32's 24: a half-LSB added in rounding stays exact too
+FLOAT32_KERNELS = {"dense", "relu", "cast"}  # kernels that keep float32 where the types prove it exact
 DEFAULT_CHUNK = 16384  # rows per chunk: measured fastest for dense designs (L2-resident activations)
 
 
@@ -48,6 +50,26 @@ def magnitude(t: Fx) -> float:
 def exact_in_float64(bound: float, frac: int) -> bool:
     """True when every value up to `bound` on a grid of `frac` fractional bits is exact in float64."""
     return bound * 2.0 ** frac < FLOAT64_EXACT
+
+
+def exact_in_float32(bound: float, frac: int) -> bool:
+    """True when every value up to `bound` on a grid of `frac` fractional bits, and the half-LSB steps of its
+    rounding, are exact in float32 (single precision halves the memory traffic and doubles BLAS throughput)."""
+    return bound * 2.0 ** frac < FLOAT32_EXACT
+
+
+def cast(x: np.ndarray, x_t: Fx, t: Fx) -> np.ndarray:
+    """`x` (values of `x_t`) cast to `t`, in float32 when `x` is float32 and the cast is exact in it: `t`'s codes
+    and `x`'s scaled values below 2^23. Accumulator types are often wider than their values (the weights bound
+    the sums), so a type that does not prove it is checked on the data (two reductions, cheaper than float64)."""
+    if x.dtype == np.float32 and exact_in_float32(magnitude(t), t.frac):
+        frac = max(x_t.frac, t.frac)
+        bound = magnitude(x_t)
+        if not exact_in_float32(bound, frac) and x.size:
+            bound = max(-float(x.min()), float(x.max()))
+        if exact_in_float32(bound, frac):
+            return quantize(x, t, np.float32)
+    return quantize(x, t)
 
 
 def require_exact(op: Op, bound: float, frac: int) -> None:
@@ -73,13 +95,18 @@ def dot_accumulate(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, *, x_t
     prod_frac = x_t.frac + w_t.frac
     x_max = magnitude(x_t)
     w_max = float(np.max(np.abs(w))) if w.size else 0.0
-    b_max = float(np.max(np.abs(bias))) if bias is not None and bias.size else 0.0
     prod_max = x_max * w_max
     products_fit = acc_t.holds(-prod_max, prod_max, prod_frac)
     bias_fits = bias is None or bool(np.array_equal(quantize(bias, acc_t), bias))
-    total = n_in * prod_max + b_max
+    # The largest |partial sum| in any order: per output, the input bound times its weights' |sum|, plus |bias|.
+    col = x_max * np.abs(w).sum(axis=0) + (np.abs(bias) if bias is not None else 0.0)
+    total = float(np.max(col, initial=0.0))
     frac = max(prod_frac, acc_t.frac)
     if products_fit and bias_fits and (acc_t.overflow == "WRAP" or acc_t.holds(-total, total, prod_frac)):
+        if x.dtype == np.float32 and exact_in_float32(total, frac):  # every partial sum exact in float32
+            w, bias = w.astype(np.float32), None if bias is None else bias.astype(np.float32)
+        elif exact_in_float64(total, frac):
+            x = x.astype(np.float64, copy=False)
         if exact_in_float64(total, frac):
             acc = x @ w if bias is None else x @ w + bias
             return acc if acc_t.holds(-total, total, prod_frac) else quantize(acc, acc_t)
@@ -122,7 +149,7 @@ def _dense(op: Op, args: list[np.ndarray], types: list[Fx]) -> np.ndarray:
     acc = dot_accumulate(args[0], op.weights["kernel"], op.weights.get("bias"), x_t=types[0],
                          w_t=op.weight_types["kernel"], acc_t=acc_t, what=op.name)
     # hls4ml often gives the result the accumulator's own type: then the cast is an identity.
-    return acc if op.output.type.holds(acc_t.min, acc_t.max, acc_t.frac) else quantize(acc, op.output.type)
+    return acc if op.output.type.holds(acc_t.min, acc_t.max, acc_t.frac) else cast(acc, acc_t, op.output.type)
 
 
 def _windows(x: np.ndarray, op: Op) -> np.ndarray:
@@ -173,14 +200,14 @@ def _dot(op: Op, args: list[np.ndarray], types: list[Fx]) -> np.ndarray:
 def _relu(op: Op, args: list[np.ndarray], types: list[Fx]) -> np.ndarray:
     out = op.output.type
     if not out.signed and out.overflow == "SAT":  # the cast's clip at 0 is the ReLU itself (one pass fewer)
-        return quantize(args[0], out)
-    return quantize(np.maximum(args[0], 0.0), out)
+        return cast(args[0], types[0], out)
+    return cast(np.maximum(args[0], 0.0), types[0], out)
 
 
 @kernel("cast")
 def _cast(op: Op, args: list[np.ndarray], types: list[Fx]) -> np.ndarray:
     """A linear activation or a type change: the assignment to the result type."""
-    return quantize(args[0], op.output.type)
+    return cast(args[0], types[0], op.output.type)
 
 
 @kernel("reshape")
@@ -234,20 +261,23 @@ def _last_uses(design: Design) -> dict[str, int]:
 def run_chunk(design: Design, xs: list[np.ndarray], wanted: list[str] | None = None) -> list[np.ndarray]:
     """One chunk of events through the design: inputs cast onto the input ports' types, then every op; returns
     the tensors named in `wanted` (default: the design's outputs)."""
-    env: dict[str, np.ndarray] = {t.name: quantize(np.asarray(x, dtype=np.float64).reshape(len(x), *t.shape), t.type)
-                                  for t, x in zip(design.inputs, xs, strict=True)}
+    env: dict[str, np.ndarray] = {}
+    for t, x in zip(design.inputs, xs, strict=True):
+        values = quantize(np.asarray(x, dtype=np.float64).reshape(len(x), *t.shape), t.type)
+        env[t.name] = values.astype(np.float32) if exact_in_float32(magnitude(t.type), t.type.frac) else values
     types = {t.name: t.type for t in design.inputs}
     wanted = wanted or design.outputs
     keep = set(wanted)
     last = _last_uses(design)
     for i, op in enumerate(design.ops):
         fn = KERNELS[op.kind]
-        env[op.output.name] = fn(op, [env[n] for n in op.inputs], [types[n] for n in op.inputs])
+        args = [env[n] if op.kind in FLOAT32_KERNELS else env[n].astype(np.float64, copy=False) for n in op.inputs]
+        env[op.output.name] = fn(op, args, [types[n] for n in op.inputs])
         types[op.output.name] = op.output.type
         for name in set(op.inputs):
             if last[name] == i and name not in keep:
                 del env[name]
-    return [env[n] for n in wanted]
+    return [env[n].astype(np.float64, copy=False) for n in wanted]
 
 
 def _chunks(n: int, size: int) -> Iterator[slice]:
