@@ -344,7 +344,8 @@ def test_compile_with_the_rtl_backend(tmp_path: Path) -> None:
     rtl section, the budget on the RTL pipeline's latency, the RTL project in hls_projects/<name>/rtl."""
     from trigger.pipeline import CompileOptions, compile_config
 
-    report = compile_config(tiny_jet_config(tmp_path, backends=["hls", "rtl"]), CompileOptions(quiet=True))
+    report = compile_config(tiny_jet_config(tmp_path, backends=["hls", "rtl"]), CompileOptions(quiet=True,
+                                                                                                 synth=True))
     leg = report["equivalence"]["legs"]["emulator_vs_rtl"]
     assert leg["bit_exact_fraction"] == 1.0
     assert leg["events"] == report["equivalence"]["events"] >= 1000
@@ -352,7 +353,24 @@ def test_compile_with_the_rtl_backend(tmp_path: Path) -> None:
     assert rtl["latency_cycles"] >= 1
     assert rtl["ii"] == 1
     assert report["budget"]["basis"].startswith("rtl pipeline")
-    assert (Path(report["outputs"]["project_dir"]) / "rtl" / "README.md").is_file()
+    project = Path(report["outputs"]["project_dir"])
+    assert (project / "rtl" / "README.md").is_file()
+    y = report["synthesis"]["yosys"]
+    assert min(y["lut"], y["ff"]) > 0
+    md = (project / "report.md").read_text()
+    est = report["estimate"]["totals"]
+    assert f"| HLS estimate (trigger estimator) | {est['latency_cycles']} cycles" in md
+    assert f"| RTL pipeline (da4ml's estimate for resources) | {rtl['latency_cycles']} cycles" in md
+    assert f"| yosys synth_xilinx (not Vivado) | - | - | {y['lut']} | {y['ff']} | {y['dsp']} |" in md
+    assert "- yosys synth_xilinx (-family xcup; yosys is not Vivado)" in md
+
+
+def test_synth_without_the_rtl_backend_is_refused_first(tmp_path: Path) -> None:
+    from trigger.pipeline import CompileOptions, compile_config
+
+    with pytest.raises(InputError, match="--synth: synthesises the RTL backend's Verilog"):
+        compile_config(tiny_jet_config(tmp_path), CompileOptions(quiet=True, synth=True))
+    assert not (tmp_path / "hls_projects").exists()
 
 
 def test_off_grid_inputs_are_refused_before_any_work(tmp_path: Path) -> None:

@@ -25,11 +25,15 @@ def _compile(args: argparse.Namespace) -> int:
     from trigger.report import budget_verdict
 
     report = compile_config(args.config, CompileOptions(
-        model_file=args.model, weights_file=args.weights, out_root=args.out, seed=args.seed, quiet=args.quiet))
+        model_file=args.model, weights_file=args.weights, out_root=args.out, seed=args.seed, quiet=args.quiet,
+        synth=args.synth))
     eq = report["equivalence"]
     est = report["estimate"]
     latency = (f"{est['latency_cycles']} cycles / {est['latency_ns']:.0f} ns (estimate)"
                if est.get("latency_cycles") is not None else "no estimate")
+    if report.get("rtl"):
+        rtl = report["rtl"]
+        latency = f"{rtl['latency_cycles']} cycles / {rtl['latency_ns']:.0f} ns (RTL pipeline; HLS {latency})"
     check = (f"bit-exact {eq['bit_exact_fraction']:.4%}" if eq["mode"] == "bit_exact"
              else f"float model, argmax agreement {eq['argmax_agreement']:.4%}")
     print(f"{report['name']}: {check} of {eq['events']} events, {latency}, {budget_verdict(report['budget'])}"
@@ -55,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--out", type=Path, help="write hls_projects/ and vivado_scripts/ under this folder "
                                                "(default: the config's output section)")
     comp.add_argument("--seed", type=int, help="override training.seed")
+    comp.add_argument("--synth", action="store_true", help="also run yosys synth_xilinx on the RTL backend's "
+                                                           "Verilog (minutes; needs backends: [hls, rtl])")
     comp.add_argument("--quiet", action="store_true", help="no progress messages (warnings and errors still print)")
     comp.set_defaults(func=_compile)
 

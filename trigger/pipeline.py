@@ -41,6 +41,7 @@ class CompileOptions:
     out_root: Path | None = None
     seed: int | None = None
     quiet: bool = False
+    synth: bool = False  # yosys synth_xilinx on the RTL project (minutes): report.json `synthesis.yosys`
 
 
 class Log:
@@ -190,6 +191,9 @@ def compile_config(config_path: Path, options: CompileOptions) -> dict[str, Any]
             raise InputError(f"{path}: {what} not found")
     if options.weights_file is not None and options.model_file is None:
         raise InputError("--weights: goes with --model")
+    if options.synth and "rtl" not in cfg.backends:
+        raise InputError(f"--synth: synthesises the RTL backend's Verilog; {config_path} has backends "
+                         f"{list(cfg.backends)} (add rtl)")
     staging = Staging(cfg.project_dir, cfg.scripts_dir,
                       fields=("--out", "--out") if options.out_root else ("output.projects_dir", "output.scripts_dir"))
     log = Log(options.quiet)
@@ -292,6 +296,12 @@ def compile_config(config_path: Path, options: CompileOptions) -> dict[str, Any]
                                      part=cfg.hls.part, x_heldout=heldout.x, emulator_out=emulated, log=log)
             legs["emulator_vs_rtl"] = rtl["equivalence"]
             exact["emulator_vs_rtl"] = equivalence.exact_events(emulated, rtl_out)
+        synthesis = None
+        if options.synth:
+            from trigger.rtl.synth import synthesize
+
+            with log.stage("yosys synth_xilinx"):
+                synthesis = {"yosys": synthesize(staging.project / "rtl", design.name, rtl["family"])}
         eq = equivalence.combine(legs, exact)
         if logits_layer:
             sm = equivalence.compare(reference, emulated)
@@ -344,6 +354,8 @@ def compile_config(config_path: Path, options: CompileOptions) -> dict[str, Any]
                           histories=histories, log=log)
         if rtl is not None:
             content["rtl"] = rtl
+        if synthesis is not None:
+            content["synthesis"] = synthesis
         for warning in content["warnings"]:
             log.note(f"warning: {warning}")
         from trigger.project_readme import write_project_readme

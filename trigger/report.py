@@ -131,6 +131,33 @@ def budget_lines(budget: dict[str, Any]) -> list[str]:
     return lines
 
 
+def rtl_lines(report: dict[str, Any]) -> list[str]:
+    """report.md's RTL backend block: the RTL pipeline's exact latency and da4ml's and yosys's resources next to
+    the HLS estimate. `trigger synth` later replaces the yosys line in place."""
+    from trigger.rtl.synth import md_line
+
+    rtl, totals = report["rtl"], (report.get("estimate") or {}).get("totals") or {}
+    hls = (f"| HLS estimate (trigger estimator) | {totals['latency_cycles']} cycles = {totals['latency_ns']:.1f} ns "
+           f"| {totals['ii']} | {totals['lut']} | {totals['ff']} | {totals['dsp']} |") if totals else None
+    da4ml = rtl.get("da4ml_estimate") or {}
+    yosys = (report.get("synthesis") or {}).get("yosys")
+    return [
+        "### RTL backend (da4ml -> Verilog, Verilated)", "",
+        "| source | latency | II | LUT | FF | DSP |", "|---|---|---|---|---|---|",
+        *([hls] if hls else []),
+        f"| RTL pipeline (da4ml's estimate for resources) | {rtl['latency_cycles']} cycles = "
+        f"{rtl['latency_ns']:.1f} ns | {rtl['ii']} | {da4ml.get('lut', '-')} | {da4ml.get('ff', '-')} | - |",
+        *([f"| yosys synth_xilinx (not Vivado) | - | - | {yosys['lut']} | {yosys['ff']} | {yosys['dsp']} |"]
+          if yosys else []),
+        "",
+        f"- RTL latency: {rtl['latency_derivation']}; exact in cycles for the generated Verilog (meeting the "
+        "clock after place and route is not proven here)",
+        md_line(yosys, rtl) if yosys else
+        "- yosys synth_xilinx: not run; `trigger synth <project>` (or `compile --synth`) adds LUT/FF/CARRY/DSP/BRAM "
+        "(yosys is not Vivado)",
+    ]
+
+
 def markdown(report: dict[str, Any], family_lines: list[str]) -> str:
     """report.md: what a physicist and a firmware engineer read first."""
     eq = report["equivalence"]
@@ -186,6 +213,8 @@ def markdown(report: dict[str, Any], family_lines: list[str]) -> str:
         ]
     else:
         lines.append("No latency or resource estimate is available for this design.")
+    if report.get("rtl"):
+        lines += ["", *rtl_lines(report)]
     lines += ["", "## Firmware", "",
               f"HLS project: `{report['outputs']['project_dir']}` (top function `{report['name']}`, "
               f"{report['hls']['backend']}, {report['hls']['part']}, {report['hls']['clock_period_ns']} ns, "
