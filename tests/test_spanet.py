@@ -130,7 +130,11 @@ def test_top_matching_is_symmetric_in_quarks_and_tops() -> None:
     assert top_matches(np.array([[[1, 0, 2], [4, 3, 5]]]), truth)[0] == 0
     meta = {"assignment": truth, "n_jets": np.array([6]), "fully_matched": np.array([True])}
     result = efficiencies(np.array([[[0, 1, 2], [3, 4, 6]]]), meta)
-    assert result["by_multiplicity"]["6"] == {"events": 1, "event": 0.0, "top": 0.5}
+    six = result["by_multiplicity"]["6"]
+    assert {k: six[k] for k in ("events", "event", "top")} == {"events": 1, "event": 0.0, "top": 0.5}
+    # 68 % Clopper-Pearson: 0 of 1 events -> [0, 1 - 0.1587]; 1 of 2 tops -> symmetric about 0.5
+    assert six["event_interval"][0] == 0.0 and six["event_interval"][1] == pytest.approx(0.8413, abs=1e-4)
+    assert six["top_interval"][0] == pytest.approx(1 - six["top_interval"][1])
 
 
 def test_triplet_targets_order_the_quarks() -> None:

@@ -21,6 +21,7 @@ from trigger.config import FixedType, Section
 from trigger.design.fixed import Fx, quantize
 from trigger.design.spanet import config_spec, greedy_assign
 from trigger.errors import ConfigError
+from trigger.rate import clopper_pearson
 from trigger.families.base import ModelFamily, Prepared, Split
 
 if TYPE_CHECKING:
@@ -405,8 +406,17 @@ class SpaNet(ModelFamily):
             for mult, _, _ in MULTIPLICITIES:
                 entry = m["by_multiplicity"].get(mult) or {}
                 count = entry.get("events", 0)
-                cells.append(f"{_pct(entry.get('event'))} / {_pct(entry.get('top'))} (n={count})")
+                cells.append(f"{_pct(entry.get('event'), entry.get('event_interval'))} / "
+                             f"{_pct(entry.get('top'), entry.get('top_interval'))} (n={count})")
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines += ["", "Efficiencies with their 68 % Clopper-Pearson intervals, on fully matched events.", ""]
+        for key, label in (("chi2", "chi-square (masses)"), ("chi2_btag", "chi-square (masses + b-tag)")):
+            cost = next((m[key]["cost"] for m in metrics.values() if m and key in m and "cost" in m[key]), None)
+            if cost:
+                perms = ", ".join(f"{v:.0f} at {m} jets" for m, v in cost["permutations_per_event"].items()
+                                  if v is not None)
+                lines.append(f"- {label}: {perms} permutations per event, {cost['cpu_us_per_event']:.1f} us of "
+                             "CPU per event (numpy, one core); the firmware's latency is in the section below")
         return lines
 
 
@@ -416,8 +426,12 @@ def _on_grid(layer: Any, names: tuple[str, ...], weight_t: Fx, bias_t: Fx) -> li
     return [quantize(w[k], bias_t if k.startswith("bias") else weight_t) for k in names]
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}%"
+def _pct(value: float | None, interval: list[float] | None = None) -> str:
+    if value is None:
+        return "n/a"
+    if not interval:
+        return f"{100 * value:.1f}%"
+    return f"{100 * value:.1f} (+{100 * (interval[1] - value):.1f} -{100 * (value - interval[0]):.1f})%"
 
 
 def triplet_targets(assignment: np.ndarray, n: int) -> np.ndarray:
@@ -456,9 +470,13 @@ def efficiencies(chosen: np.ndarray, meta: dict[str, np.ndarray]) -> dict[str, A
     for label, lo, hi in (*MULTIPLICITIES, ("all", 0, 99)):
         sel = _select(meta, lo, hi)
         count = int(sel.sum())
+        full, tops = int(np.sum(matches[sel] == 2)), int(np.sum(matches[sel]))
+        # 68 % Clopper-Pearson intervals; the per-top one counts 2 tops an event as independent trials.
         by[label] = {"events": count,
-                     "event": float(np.mean(matches[sel] == 2)) if count else None,
-                     "top": float(np.mean(matches[sel]) / 2) if count else None}
+                     "event": full / count if count else None,
+                     "event_interval": list(clopper_pearson(full, count)) if count else None,
+                     "top": tops / (2 * count) if count else None,
+                     "top_interval": list(clopper_pearson(tops, 2 * count)) if count else None}
     flat = np.sort(chosen.reshape(len(chosen), 6), axis=1)
     overlap = np.any(flat[:, 1:] == flat[:, :-1], axis=1)
     return {"by_multiplicity": by,
