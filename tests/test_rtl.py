@@ -414,7 +414,8 @@ def test_trigger_synth_records_yosys_counts(tmp_path: Path) -> None:
     p = build.pipeline(trace.trace(design), 5.0, PART)
     build.write_project(p, design, tmp_path / "rtl", PART)
     (tmp_path / "report.json").write_text(json.dumps({"name": "tiny", "rtl": {"da4ml_estimate": p.estimate()}}))
-    (tmp_path / "report.md").write_text("# tiny\n\n## Latency and resources\n\n## Firmware\n\nHLS project\n")
+    (tmp_path / "report.md").write_text("# tiny\n\n## Latency and resources\n\n| source | latency |\n|---|---|\n"
+                                        "| RTL pipeline | 3 cycles |\n\n## Firmware\n\nHLS project\n")
     from trigger.cli import main
 
     assert main(["synth", str(tmp_path)]) == 0
@@ -424,6 +425,7 @@ def test_trigger_synth_records_yosys_counts(tmp_path: Path) -> None:
     md = (tmp_path / "report.md").read_text()
     assert "- yosys synth_xilinx (-family xcup; yosys is not Vivado)" in md
     assert md.index("yosys synth_xilinx") < md.index("## Firmware")
+    assert f"| RTL pipeline | 3 cycles |\n| yosys synth_xilinx (not Vivado) | - | - | {y['lut']} | {y['ff']} |" in md
     assert (tmp_path / "rtl" / "synth" / "yosys.log").is_file()
 
 

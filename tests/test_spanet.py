@@ -133,7 +133,8 @@ def test_top_matching_is_symmetric_in_quarks_and_tops() -> None:
     six = result["by_multiplicity"]["6"]
     assert {k: six[k] for k in ("events", "event", "top")} == {"events": 1, "event": 0.0, "top": 0.5}
     # 68 % Clopper-Pearson: 0 of 1 events -> [0, 1 - 0.1587]; 1 of 2 tops -> symmetric about 0.5
-    assert six["event_interval"][0] == 0.0 and six["event_interval"][1] == pytest.approx(0.8413, abs=1e-4)
+    assert six["event_interval"][0] == 0.0
+    assert six["event_interval"][1] == pytest.approx(0.8413, abs=1e-4)
     assert six["top_interval"][0] == pytest.approx(1 - six["top_interval"][1])
 
 

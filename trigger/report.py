@@ -131,6 +131,11 @@ def budget_lines(budget: dict[str, Any]) -> list[str]:
     return lines
 
 
+def yosys_row(yosys: dict[str, Any]) -> str:
+    """The yosys row of report.md's RTL table (`trigger synth` adds or replaces it too)."""
+    return f"| yosys synth_xilinx (not Vivado) | - | - | {yosys['lut']} | {yosys['ff']} | {yosys['dsp']} |"
+
+
 def rtl_lines(report: dict[str, Any]) -> list[str]:
     """report.md's RTL backend block: the RTL pipeline's exact latency and da4ml's and yosys's resources next to
     the HLS estimate. `trigger synth` later replaces the yosys line in place."""
@@ -147,8 +152,7 @@ def rtl_lines(report: dict[str, Any]) -> list[str]:
         *([hls] if hls else []),
         f"| RTL pipeline (da4ml's estimate for resources) | {rtl['latency_cycles']} cycles = "
         f"{rtl['latency_ns']:.1f} ns | {rtl['ii']} | {da4ml.get('lut', '-')} | {da4ml.get('ff', '-')} | - |",
-        *([f"| yosys synth_xilinx (not Vivado) | - | - | {yosys['lut']} | {yosys['ff']} | {yosys['dsp']} |"]
-          if yosys else []),
+        *([yosys_row(yosys)] if yosys else []),
         "",
         f"- RTL latency: {rtl['latency_derivation']}; exact in cycles for the generated Verilog (meeting the "
         "clock after place and route is not proven here)",

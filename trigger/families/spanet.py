@@ -21,8 +21,8 @@ from trigger.config import FixedType, Section
 from trigger.design.fixed import Fx, quantize
 from trigger.design.spanet import config_spec, greedy_assign
 from trigger.errors import ConfigError
-from trigger.rate import clopper_pearson
 from trigger.families.base import ModelFamily, Prepared, Split
+from trigger.rate import clopper_pearson
 
 if TYPE_CHECKING:
     from tensorflow import keras

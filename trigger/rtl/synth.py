@@ -135,11 +135,19 @@ def md_line(y: dict[str, Any], rtl: dict[str, Any] | None) -> str:
     return line
 
 
-def _update_markdown(path: Path, line: str) -> None:
-    """Replace the yosys line of report.md, or add it before its Firmware section (or at its end)."""
+def _update_markdown(path: Path, line: str, row: str) -> None:
+    """Replace the yosys line of report.md, or add it before its Firmware section (or at its end); the same for
+    the yosys row of the RTL table, after its RTL pipeline row."""
     if not path.is_file():
         return
     lines = path.read_text().splitlines()
+    rows = [i for i, ln in enumerate(lines) if ln.startswith("| yosys synth_xilinx")]
+    if rows:
+        lines[rows[0]] = row
+    else:
+        pipeline = [i for i, ln in enumerate(lines) if ln.startswith("| RTL pipeline")]
+        if pipeline:
+            lines.insert(pipeline[0] + 1, row)
     old = [i for i, ln in enumerate(lines) if ln.startswith("- yosys synth_xilinx")]
     if old:
         lines[old[0]] = line
@@ -173,7 +181,9 @@ def synth_project(project_dir: Path) -> dict[str, Any]:
         synthesis = report.get("synthesis") if isinstance(report.get("synthesis"), dict) else {}
         report["synthesis"] = {**synthesis, "yosys": result}
         _write_atomic(report_path, report)
-        _update_markdown(project_dir / "report.md", md_line(result, report.get("rtl")))
+        from trigger.report import yosys_row
+
+        _update_markdown(project_dir / "report.md", md_line(result, report.get("rtl")), yosys_row(result))
     return result
 
 
