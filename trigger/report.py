@@ -131,15 +131,10 @@ def budget_lines(budget: dict[str, Any]) -> list[str]:
     return lines
 
 
-def yosys_row(yosys: dict[str, Any]) -> str:
-    """The yosys row of report.md's RTL table (`trigger synth` adds or replaces it too)."""
-    return f"| yosys synth_xilinx (not Vivado) | - | - | {yosys['lut']} | {yosys['ff']} | {yosys['dsp']} |"
-
-
 def rtl_lines(report: dict[str, Any]) -> list[str]:
     """report.md's RTL backend block: the RTL pipeline's exact latency and da4ml's and yosys's resources next to
     the HLS estimate. `trigger synth` later replaces the yosys line in place."""
-    from trigger.rtl.synth import md_line
+    from trigger.rtl.synth import md_line, yosys_row
 
     rtl, totals = report["rtl"], (report.get("estimate") or {}).get("totals") or {}
     hls = (f"| HLS estimate (trigger estimator) | {totals['latency_cycles']} cycles = {totals['latency_ns']:.1f} ns "

@@ -34,6 +34,7 @@ SIGNED_TYPES = {"qkv": (14, 5), "score": (14, 6), "ctx": (14, 5), "factor": (12,
                 "triplet_score": (18, 9)}
 UNSIGNED_TYPES = {"exp": (10, 1), "inv": (10, 1), "attn": (10, 1)}
 MULTIPLICITIES = (("6", 6, 6), ("7", 7, 7), (">=8", 8, 99))
+CHI2_BASELINES = (("chi2", "chi-square (masses)"), ("chi2_btag", "chi-square (masses + b-tag)"))  # metrics key, label
 FEATURES = ("log_pt", "eta", "cos_phi", "sin_phi", "log_mass", "btag")
 MOMENTUM = ("energy", "px", "py", "pz")  # optional: lets bilinear scores form Minkowski products p_i . p_j
 
@@ -392,7 +393,7 @@ class SpaNet(ModelFamily):
     def summary_lines(self, metrics: dict[str, Any]) -> list[str]:
         rows = [("float", metrics.get("float")), ("quantized", metrics.get("quantized")),
                 ("C simulation", metrics.get("csim"))]
-        for key, label in (("chi2", "chi-square (masses)"), ("chi2_btag", "chi-square (masses + b-tag)")):
+        for key, label in CHI2_BASELINES:
             baseline = next((m[key] for m in metrics.values() if m and key in m), None)
             if baseline is not None:
                 rows.append((label, baseline))
@@ -410,7 +411,7 @@ class SpaNet(ModelFamily):
                              f"{_pct(entry.get('top'), entry.get('top_interval'))} (n={count})")
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines += ["", "Efficiencies with their 68 % Clopper-Pearson intervals, on fully matched events.", ""]
-        for key, label in (("chi2", "chi-square (masses)"), ("chi2_btag", "chi-square (masses + b-tag)")):
+        for key, label in CHI2_BASELINES:
             cost = next((m[key]["cost"] for m in metrics.values() if m and key in m and "cost" in m[key]), None)
             if cost:
                 perms = ", ".join(f"{v:.0f} at {m} jets" for m, v in cost["permutations_per_event"].items()

@@ -135,6 +135,11 @@ def md_line(y: dict[str, Any], rtl: dict[str, Any] | None) -> str:
     return line
 
 
+def yosys_row(y: dict[str, Any]) -> str:
+    """The yosys row of report.md's RTL table (written by the compile, added or replaced by `trigger synth`)."""
+    return f"| yosys synth_xilinx (not Vivado) | - | - | {y['lut']} | {y['ff']} | {y['dsp']} |"
+
+
 def _update_markdown(path: Path, line: str, row: str) -> None:
     """Replace the yosys line of report.md, or add it before its Firmware section (or at its end); the same for
     the yosys row of the RTL table, after its RTL pipeline row."""
@@ -181,8 +186,6 @@ def synth_project(project_dir: Path) -> dict[str, Any]:
         synthesis = report.get("synthesis") if isinstance(report.get("synthesis"), dict) else {}
         report["synthesis"] = {**synthesis, "yosys": result}
         _write_atomic(report_path, report)
-        from trigger.report import yosys_row
-
         _update_markdown(project_dir / "report.md", md_line(result, report.get("rtl")), yosys_row(result))
     return result
 
