@@ -38,7 +38,7 @@ SMALL_FAMILY_CONFIGS: dict[str, dict[str, Any]] = {
                          "default": {"weight": {"bits": 8, "integer": 1}, "bias": {"bits": 8, "integer": 3},
                                      "activation": {"bits": 10, "integer": 5}},
                          "layers": {"latent": {"activation": {"bits": 10, "integer": 4}}}},
-        "data": {"file": str(ROOT / "data" / "l1.h5"), "max_events": 20000, "fractions": [0.4, 0.1, 0.5]},
+        "data": {"file": str(ROOT / "data" / "zerobias.h5"), "max_events": 20000, "fractions": [0.4, 0.1, 0.5]},
         "training": {"epochs": 4, "batch_size": 512, "seed": 1, "float_twin": False},
         "pruning": {"enabled": True, "target_sparsity": 0.3, "epochs": 2},
         "equivalence": {"min_events": 5000},

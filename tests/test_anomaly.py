@@ -152,6 +152,7 @@ def _dataset(name: str = "l1") -> SimpleNamespace:
                 "process": (label * 2).astype(np.int8)}
 
     return SimpleNamespace(name=name, class_names=CLASSES, feature_names=[f"f{i}" for i in range(N_INPUTS)],
+                           path=Path(f"{name}.h5"), manifest={},
                            train=part(60, [0, 0, 1]), val=part(20, [0, 2]), test=part(20, [0, 1, 2, 0]))
 
 
@@ -255,7 +256,8 @@ def _scores(family: Autoencoder) -> tuple[dict[str, np.ndarray], Any]:
     raw = np.concatenate([rng.exponential(2.0, 100_000), rng.exponential(30.0, 2_000), np.full(500, 5000.0)])
     quantized = np.minimum(np.floor(raw / st.step) * st.step, st.top)
     outputs = {"float": raw * 1.001, "quantized": quantized[:, None], "csim": quantized[:, None]}
-    return outputs, Split(np.zeros((labels.size, 1)), None, {"label": labels})
+    meta = {"label": labels, "role": np.zeros(labels.size, dtype=int), "library": np.full(labels.size, -1)}
+    return outputs, Split(np.zeros((labels.size, 1)), None, meta)
 
 
 def test_evaluate_plots_and_summary(tmp_path: Path) -> None:
@@ -287,3 +289,37 @@ def test_evaluate_plots_and_summary(tmp_path: Path) -> None:
     assert "not compared" not in text  # sig_a and sig_b both pass >= 100 events at each rate
     assert "| sig_b | 500 | 500 | 500 |" in text  # for the float model: would saturate
     assert "below it, so a saturated score still fires" in text
+    assert "verified two-fold on halves of 50000 and 50000 crossings" in text
+    lo, hi = csim["efficiency_interval"]["sig_a"]["1kHz"]
+    assert f"{csim['efficiency']['sig_a']['1kHz']:.4f} [{lo:.3g}, {hi:.3g}]" in text
+
+
+def test_calibration_crossings_set_the_thresholds(tmp_path: Path) -> None:
+    """With calibration crossings (role 1) in the split, the thresholds and their two-fold verification use
+    them alone, split by pileup library; the test split's background steps aside and the signals stay."""
+    from trigger.families.base import Split
+
+    family = _family()
+    family.class_names = CLASSES
+    family.background_source = {"file": "cal.h5", "what": "every zero-bias crossing", "crossings": 200_000}
+    rng = np.random.default_rng(8)
+    st = family.score_type
+    n_test, n_cal = 1_000, 200_000
+    labels = np.concatenate([np.zeros(n_test, dtype=int), np.ones(3_000, dtype=int), np.zeros(n_cal, dtype=int)])
+    role = np.concatenate([np.zeros(n_test + 3_000, dtype=int), np.ones(n_cal, dtype=int)])
+    library = np.concatenate([np.full(n_test + 3_000, 7), np.repeat(np.arange(100), n_cal // 100)])
+    raw = np.concatenate([np.full(n_test, 900.0), rng.exponential(30.0, 3_000), rng.exponential(2.0, n_cal)])
+    scores = np.minimum(np.floor(raw / st.step) * st.step, st.top)
+    split = Split(np.zeros((labels.size, 1)), None, {"label": labels, "role": role, "library": library})
+    m = family.evaluate(scores, split)
+    assert m["n_background"] == n_cal  # the 900-scoring test background would otherwise set every threshold
+    assert m["n_signal"] == {"sig_a": 3_000}
+    t = m["thresholds"]["10kHz"]
+    assert t["allowed_background"] == 50
+    assert t["value"] < 100
+    check = t["verification"]
+    assert m["calibration"]["split_by_group"] is True
+    assert sum(f["n_verification"] for f in check["folds"]) == n_cal
+    assert "design_effect" in check
+    assert m["background_source"]["file"] == "cal.h5"
+    assert family.plots({"csim": scores}, split, tmp_path) == ["score_distributions.png", "efficiency_vs_rate.png"]

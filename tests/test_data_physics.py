@@ -87,11 +87,18 @@ def _check_ttbar(path: Path, min_matched: float) -> float:
     assert np.array_equal(full, (assign >= 0).all(axis=1))
     matched = float(full.mean())
     assert matched > min_matched, matched
-    # b partons land on b-tagged jets most of the time
+    # b partons land on jets of b flavour; each flavour is tagged at its working-point rate (within 4 sigma)
+    flavour = a["flavour"]
+    assert (flavour[~mask] == 0).all()
+    assert set(np.unique(flavour)) <= {0, 4, 5}
     rows = np.arange(len(assign))
     b_slots = assign[:, [0, 3]]
-    btag = np.where(b_slots >= 0, jets[rows[:, None], np.maximum(b_slots, 0), 4], np.nan)
-    assert np.nanmean(btag) > 0.6
+    b_flavour = np.where(b_slots >= 0, flavour[rows[:, None], np.maximum(b_slots, 0)] == 5, np.nan)
+    assert np.nanmean(b_flavour) > 0.95
+    rates = data.manifest["settings"]["btag"]
+    for code, p in ((5, rates["efficiency_b"]), (4, rates["mistag_c"]), (0, rates["mistag_light"])):
+        tags = jets[mask & (flavour == code)][:, 4]
+        assert abs(tags.mean() - p) < 4 * np.sqrt(p * (1 - p) / tags.size) + 1e-9, (code, tags.mean(), tags.size)
     # fully matched events reconstruct the W and top masses
     p4 = _four_vectors(jets[full])
     af = assign[full]

@@ -53,7 +53,8 @@ def _to_jet(p: np.ndarray) -> np.ndarray:
 
 
 def toy_ttbar(events: int, seed: int, smear: float = 0.1) -> dict[str, np.ndarray]:
-    """Arrays with the ttbar keys: jets (pt, eta, phi, m, btag), mask, n_jets, assignment, fully_matched."""
+    """Arrays with the ttbar keys: jets (pt, eta, phi, m, btag), mask, flavour, n_jets, assignment,
+    fully_matched."""
     rng = np.random.default_rng(seed)
     pt = rng.exponential(120, events)
     phi = rng.uniform(-np.pi, np.pi, events)
@@ -67,6 +68,7 @@ def toy_ttbar(events: int, seed: int, smear: float = 0.1) -> dict[str, np.ndarra
         partons += [b, q1, q2]
     extra = rng.integers(0, 5, events)
     jets = np.zeros((events, 10, 5), np.float32)
+    flavour = np.zeros((events, 10), np.int8)
     assignment = np.full((events, 6), -1, np.int8)
     n_jets = np.zeros(events, np.int8)
     for e in range(events):
@@ -77,11 +79,12 @@ def toy_ttbar(events: int, seed: int, smear: float = 0.1) -> dict[str, np.ndarra
         order = np.argsort([-c[0] for c in cand])[:10]
         for slot, i in enumerate(order):
             jets[e, slot] = [*cand[i], btag[i]]
+            flavour[e, slot] = 5 if i in (0, 3) else 0
             if i < 6:
                 assignment[e, i] = slot
         n_jets[e] = len(order)
     mask = np.arange(10)[None] < n_jets[:, None]
-    return {"jets": jets, "mask": mask, "n_jets": n_jets, "assignment": assignment,
+    return {"jets": jets, "mask": mask, "flavour": flavour, "n_jets": n_jets, "assignment": assignment,
             "fully_matched": np.all(assignment >= 0, 1)}
 
 
@@ -194,7 +197,12 @@ def test_family_trains_and_its_firmware_model_matches_csim(tmp_path: Path) -> No
         # measured 0.33 of tops right (fixed point and float); a random triplet gets < 1 %
         assert result["by_multiplicity"]["all"]["top"] > 0.2
     assert fixed["chi2"]["cost"]["permutations_per_event"]["6"] == 90.0
-    assert any("chi-square" in line for line in family.summary_lines({"csim": fixed, "float": floating}))
+    summary = "\n".join(family.summary_lines({"csim": fixed, "float": floating}))
+    assert "| chi-square (masses + b-tag) |" in summary
+    assert "| reference: chi-square (masses + truth b flavour) |" in summary
+    # the toy's tag finds 70 % of b jets and fakes 10 %: the truth flavour can only help the chi-square
+    truth, tagged = (fixed[k]["by_multiplicity"]["all"]["event"] for k in ("chi2_btag_truth", "chi2_btag"))
+    assert truth > tagged
     logits = model.predict(prepared.test.x, verbose=0)
     written = family.plots({"csim": reference, "float": logits}, prepared.test, tmp_path)
     assert (tmp_path / written[0]).stat().st_size > 0

@@ -20,6 +20,10 @@ LEG_WORDS = {
     "model_vs_emulator": "the design's emulator differs from the model (lowering)",
     "emulator_vs_csim": "the C simulation differs from the design's emulator (HLS backend)",
     "emulator_vs_rtl": "the Verilated RTL differs from the design's emulator (RTL backend)",
+    "emulator_vs_csim_calibration": "the C simulation differs from the design's emulator on the calibration "
+                                    "crossings (HLS backend)",
+    "model_vs_emulator_calibration": "the design's emulator differs from the model on the calibration crossings "
+                                     "(lowering)",
 }
 
 

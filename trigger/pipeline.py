@@ -80,15 +80,17 @@ def apply_options(cfg: Config, options: CompileOptions) -> Config:
     return cfg
 
 
-def _concat(a: Split, b: Split) -> Split:
-    def cat(u: Any, v: Any) -> Any:
-        if u is None:
-            return None
-        if isinstance(u, list):
-            return [np.concatenate([p, q]) for p, q in zip(u, v, strict=True)]
-        return np.concatenate([u, v])
+def _join(u: Any, v: Any) -> Any:
+    """Rows of `u` then of `v` (arrays, lists of arrays, or None)."""
+    if u is None:
+        return None
+    if isinstance(u, list):
+        return [np.concatenate([p, q]) for p, q in zip(u, v, strict=True)]
+    return np.concatenate([u, v])
 
-    return Split(cat(a.x, b.x), cat(a.y, b.y), {k: np.concatenate([a.meta[k], b.meta[k]]) for k in a.meta})
+
+def _concat(a: Split, b: Split) -> Split:
+    return Split(_join(a.x, b.x), _join(a.y, b.y), {k: np.concatenate([a.meta[k], b.meta[k]]) for k in a.meta})
 
 
 def _predict(model: keras.Model, x: np.ndarray | list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
@@ -296,6 +298,22 @@ def compile_config(config_path: Path, options: CompileOptions) -> dict[str, Any]
                                      part=cfg.hls.part, x_heldout=heldout.x, emulator_out=emulated, log=log)
             legs["emulator_vs_rtl"] = rtl["equivalence"]
             exact["emulator_vs_rtl"] = equivalence.exact_events(emulated, rtl_out)
+        calibration = family.calibration_events()
+        if calibration is not None:
+            # Rates are calibrated on these crossings: every model scores them, and the firmware's scores
+            # (emulator and C simulation) must agree on them too.
+            calibration, _ = on_input_grid(calibration, cfg.quantization.input)
+            with log.stage(f"calibration crossings ({len(calibration)} events)"):
+                calibrated = {"emulator": _unlist(run(design, calibration.x)),
+                              "csim": _unlist(hls_model.predict(_csim_input(calibration.x)))}
+                if quantized:
+                    calibrated["quantized"] = _predict(firmware, calibration.x)
+                if float_model is not None:
+                    calibrated["float"] = _predict(family.firmware_model(float_model), calibration.x)
+            legs["emulator_vs_csim_calibration"] = equivalence.compare(calibrated["emulator"], calibrated["csim"])
+            if mode == "bit_exact":
+                legs["model_vs_emulator_calibration"] = equivalence.compare(calibrated["quantized"],
+                                                                            calibrated["emulator"])
         synthesis = None
         if options.synth:
             from trigger.rtl.synth import synthesize
@@ -331,10 +349,14 @@ def compile_config(config_path: Path, options: CompileOptions) -> dict[str, Any]
                 outputs["float"] = _predict(family.firmware_model(float_model), prepared.test.x)
             if quantized:
                 outputs["quantized"] = _rows(reference, test)
-            metrics = {kind: family.evaluate(outputs[kind], prepared.test) if kind in outputs else None
+            metrics_split = prepared.test
+            if calibration is not None:
+                outputs = {kind: _join(out, calibrated[kind]) for kind, out in outputs.items()}
+                metrics_split = _concat(prepared.test, calibration)
+            metrics = {kind: family.evaluate(outputs[kind], metrics_split) if kind in outputs else None
                        for kind in ("float", "quantized", "csim", "emulator")}
             plots = family.plots({k: outputs[k] for k in ("float", "quantized", "csim") if k in outputs},
-                                 prepared.test, staging.project)
+                                 metrics_split, staging.project)
 
         with log.stage("latency and resource estimate"):
             estimate, budget, table = _estimate(design, cfg, rtl)

@@ -10,8 +10,8 @@ the float model's threshold is not a value the firmware can compare against. The
 A rate measured from k of N background crossings and an efficiency from k of N signal events are binomial
 fractions: each comes with its central 68 % Clopper-Pearson interval, which never under-covers. A threshold
 set on a sample and its rate measured on the same sample are correlated (the threshold is placed on that
-sample's fluctuation), so `calibrate` can set thresholds on one half of the background and verify the rate
-on the other, independent half.
+sample's fluctuation), so `calibrate` sets the thresholds on all the background and verifies the procedure
+two-fold: a threshold set on one half counted on the other half, and the other way round.
 """
 
 from __future__ import annotations
@@ -30,16 +30,22 @@ from trigger.fixed_point import type_range
 ONE_SIGMA = math.erf(1 / math.sqrt(2))  # 0.6827: the "68 %" of a central interval
 MIN_CALIBRATION_PASS = 50  # background passing a threshold: fewer leave it uncertain by more than 1/sqrt(50)
 MAX_DESIGN_EFFECT = 2.0  # above this, passing crossings cluster by group more than independence allows
+MIN_GROUPS = 20  # fewer groups leave the over-dispersion unmeasured (a chi-square of under 19 degrees of freedom)
 
 
-def clopper_pearson(k: float, n: float, cl: float = ONE_SIGMA) -> tuple[float, float]:
+def clopper_pearson(k: Any, n: Any, cl: float = ONE_SIGMA) -> tuple[Any, Any]:
     """Central Clopper-Pearson interval at confidence `cl` on a binomial fraction k / n (exact: it covers the
-    true fraction at least `cl` of the time); k and n may be effective (non-integer) counts."""
-    if not 0 <= k <= n or n <= 0:
+    true fraction at least `cl` of the time); k and n may be effective (non-integer) counts, and arrays
+    (elementwise, e.g. the band of an efficiency curve)."""
+    k_arr, n_arr = np.asarray(k, dtype=np.float64), np.asarray(n, dtype=np.float64)
+    if np.any((k_arr < 0) | (k_arr > n_arr) | (n_arr <= 0)):
         raise ValueError(f"need 0 <= k <= n and n > 0, got k = {k}, n = {n}")
     tail = (1.0 - cl) / 2
-    low = 0.0 if k == 0 else float(beta.ppf(tail, k, n - k + 1))
-    high = 1.0 if k == n else float(beta.ppf(1.0 - tail, k + 1, n - k))
+    with np.errstate(invalid="ignore"):  # the Beta parameter 0 at k = 0 or k = n: those ends are 0 and 1
+        low = np.where(k_arr == 0, 0.0, beta.ppf(tail, k_arr, n_arr - k_arr + 1))
+        high = np.where(k_arr == n_arr, 1.0, beta.ppf(1.0 - tail, k_arr + 1, n_arr - k_arr))
+    if low.ndim == 0:
+        return float(low), float(high)
     return low, high
 
 
@@ -177,18 +183,34 @@ class ScoreType:
         return int(np.count_nonzero(np.asarray(scores) >= self.top))
 
 
-def _verify(t: Threshold, bkg: np.ndarray, groups: np.ndarray | None) -> dict[str, Any]:
-    """The rate threshold `t` gives on background it was not set on, with its interval; with `groups`, also
-    the interval widened by the design effect of the passing crossings' clustering."""
-    passed = bkg > t.value
+def _cross_verify(bkg: np.ndarray, halves: tuple[np.ndarray, np.ndarray], rate_khz: float, collision_mhz: float,
+                  groups: np.ndarray | None) -> dict[str, Any]:
+    """Two-fold verification of the threshold procedure at `rate_khz`: a threshold set on each half of the
+    background fires on crossings of the other half only; the two counts together measure, on every crossing
+    once, the rate of a threshold the crossings it is measured on did not set. With `groups` (at least
+    `MIN_GROUPS` of them), also the design effect of the passing crossings' clustering and the interval
+    widened by it."""
+    passed = np.zeros(bkg.size, dtype=bool)
+    folds = []
+    for setting, checking in (halves, halves[::-1]):
+        t = threshold_at_rate(bkg[setting], rate_khz, collision_mhz)
+        passed[checking] = bkg[checking] > t.value
+        folds.append({"threshold": t.value, "n_calibration": t.n_background, "calibration_pass": t.n_pass,
+                      "n_verification": int(np.count_nonzero(checking)),
+                      "verification_pass": int(np.count_nonzero(passed[checking]))})
     k, n = int(np.count_nonzero(passed)), int(bkg.size)
-    out: dict[str, Any] = {"n_background": n, "background_pass": k,
-                           "rate_khz": k / n * t.collision_mhz * 1e3,
-                           "rate_interval_khz": list(rate_interval_khz(k, n, t.collision_mhz))}
-    if groups is not None:
+    low, high = rate_interval_khz(k, n, collision_mhz)
+    out: dict[str, Any] = {"method": "two-fold: each half's threshold counted on the other half",
+                           "folds": folds, "n_background": n, "background_pass": k,
+                           "rate_khz": k / n * collision_mhz * 1e3, "rate_interval_khz": [low, high],
+                           "target_in_interval": bool(low <= rate_khz <= high)}
+    n_groups = 0 if groups is None else len(np.unique(groups))
+    out["groups"] = n_groups or None
+    if n_groups >= MIN_GROUPS:
         d = design_effect(passed, groups)
-        out["design_effect"] = d
-        out["rate_interval_khz_clustered"] = list(rate_interval_khz(k / d, n / d, t.collision_mhz))
+        low, high = rate_interval_khz(k / d, n / d, collision_mhz)
+        out.update(design_effect=d, rate_interval_khz_clustered=[low, high],
+                   target_in_clustered_interval=bool(low <= rate_khz <= high))
     return out
 
 
@@ -201,12 +223,13 @@ def calibrate(scores: np.ndarray, labels: np.ndarray, *, class_names: list[str],
     Works on any one model's scores; thresholds get their raw firmware integer only when the scores are
     values of `score_type` (quantized and C-simulated models), since only those are firmware thresholds.
 
-    With `verify_seed`, thresholds are set on one half of the background (drawn with that seed) and each
-    rate is verified, with its interval, on the other half. `groups` (one per event, e.g. the `zerobias`
-    pileup library of each crossing) keeps each group in one half, so that the halves share no pileup
-    collision, and measures how much the passing crossings cluster by group. A threshold passed by fewer
-    than 50 calibration events is flagged `low_statistics` and named in `warnings` (the pipeline prints them
-    and puts them in report.json).
+    Thresholds are set on all the background. With `verify_seed`, the background is also split into two
+    halves (drawn with that seed) and each rate is verified two-fold, with its interval: a threshold set on
+    one half is counted on the other, and the other way round (`_cross_verify`). `groups` (one per event,
+    e.g. the `zerobias` pileup library of each crossing) keeps each group in one half, so that the halves
+    share no pileup collision, and measures how much the passing crossings cluster by group. A threshold
+    passed by fewer than 50 background events is flagged `low_statistics` and named in `warnings` (the
+    pipeline prints them and puts them in report.json).
     """
     scores = np.asarray(scores, dtype=np.float64).ravel()
     labels = np.asarray(labels).ravel()
@@ -220,27 +243,22 @@ def calibrate(scores: np.ndarray, labels: np.ndarray, *, class_names: list[str],
                if i > 0 and np.any(labels == i)}
     classes = {"background": bkg, **signals}
     on_grid = score_type.on_grid(scores)
-    calib = verify = None
-    if verify_seed is not None:
-        calib, verify = split_halves(bkg.size, verify_seed, bkg_groups)
-    setting = bkg if calib is None else bkg[calib]
-    thresholds = {f"{r:g}kHz": threshold_at_rate(setting, r, collision_mhz) for r in rates_khz}
+    halves = None if verify_seed is None else split_halves(bkg.size, verify_seed, bkg_groups)
+    thresholds = {f"{r:g}kHz": threshold_at_rate(bkg, r, collision_mhz) for r in rates_khz}
     top_ok = all(t.value < score_type.top for t in thresholds.values())
-    warnings = [f"{key}: {t.n_pass} of {t.n_background} calibration background events pass the threshold "
+    warnings = [f"{key}: {t.n_pass} of {t.n_background} background events pass the threshold "
                 f"(fewer than {MIN_CALIBRATION_PASS}): its rate is uncertain by more than "
                 f"{1 / math.sqrt(MIN_CALIBRATION_PASS):.0%}" for key, t in thresholds.items()
                 if t.n_pass < MIN_CALIBRATION_PASS]
-    checks = {key: None if verify is None else _verify(t, bkg[verify], None if bkg_groups is None
-                                                       else bkg_groups[verify])
+    checks = {key: None if halves is None else _cross_verify(bkg, halves, t.rate_khz, collision_mhz, bkg_groups)
               for key, t in thresholds.items()}
     warnings += [f"{key}: the verification background passing clusters by group (design effect "
                  f"{c['design_effect']:.1f}): the crossings share pileup collisions; use the clustered interval"
                  for key, c in checks.items() if c is not None and c.get("design_effect", 1.0) > MAX_DESIGN_EFFECT]
     return {
-        "n_background": int(setting.size),
+        "n_background": int(bkg.size),
         "calibration": {"verify_seed": verify_seed, "split_by_group": bkg_groups is not None,
-                        "n_calibration": int(setting.size),
-                        "n_verification": None if verify is None else int(np.count_nonzero(verify))},
+                        "halves": None if halves is None else [int(np.count_nonzero(h)) for h in halves]},
         "n_signal": {name: int(s.size) for name, s in signals.items()},
         "score_type": score_type.hls(),
         "on_grid": on_grid,

@@ -6,12 +6,13 @@ import argparse
 import sys
 import time
 
-from trigger.data.generation import DATASET_NAMES, generate
+from trigger.data.generation import DATASET_NAMES, DATASET_OPTIONS, generate
 
 
 def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Add `data generate DATASET --events N --seed S [--out FILE] [--workers W | --scheduler ADDRESS] [--quiet]`
-    and the zerobias options `--pileup MU --library N --signal-fraction F`."""
+    """Add `data generate DATASET --events N --seed S [--out FILE] [--workers W | --scheduler ADDRESS] [--quiet]`,
+    the zerobias options `--pileup MU --library N --signal-fraction F` and the ttbar b-tag working point
+    `--btag-efficiency P --c-mistag P --light-mistag P`."""
     data = subparsers.add_parser("data", help="generate the physics datasets (Pythia 8 + FastJet)")
     commands = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
     gen = commands.add_parser(
@@ -36,13 +37,17 @@ def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
     zb.add_argument("--library", type=int, metavar="N", help="minimum-bias library events per chunk (2000)")
     zb.add_argument("--signal-fraction", type=float, metavar="F",
                     help="fraction of crossings carrying a signal, split over the five signals (0)")
+    tt = gen.add_argument_group("ttbar", "options of the ttbar dataset: the b-tag working point (docs/data.md)")
+    tt.add_argument("--btag-efficiency", type=float, metavar="P", help="P(tag | b jet) (0.70)")
+    tt.add_argument("--c-mistag", type=float, metavar="P", help="P(tag | c jet) (0.10)")
+    tt.add_argument("--light-mistag", type=float, metavar="P", help="P(tag | light jet) (0.01)")
     gen.set_defaults(func=run_generate)
 
 
 def run_generate(args: argparse.Namespace) -> int:
     """Handler of `data generate`; errors propagate as TriggerError for the main CLI to report."""
     start = time.perf_counter()
-    options = {key: value for key in ("pileup", "library", "signal_fraction")
+    options = {key: value for keys in DATASET_OPTIONS.values() for key in keys
                if (value := getattr(args, key)) is not None}
     out = generate(args.dataset, args.events, args.seed, args.out, workers=args.workers, scheduler=args.scheduler,
                    progress=not args.quiet, options=options)

@@ -34,23 +34,31 @@ WRITE_CHUNK_ROWS = 4096
 MAX_EMPTY_CHUNKS = 50
 
 
+DATASET_OPTIONS = {"zerobias": ("pileup", "library", "signal_fraction"),
+                   "ttbar": ("btag_efficiency", "c_mistag", "light_mistag")}
+
+
 def dataset_spec(name: str, options: dict[str, Any] | None = None) -> DatasetSpec:
-    """The spec of a dataset by name and its own options (`zerobias` only); one-line InputError for unknown
+    """The spec of a dataset by name and its own options (`DATASET_OPTIONS`); one-line InputError for unknown
     names and misplaced options."""
+    if name not in DATASET_NAMES:
+        raise InputError(f"dataset: unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}")
+    for key in options or {}:
+        if key not in DATASET_OPTIONS.get(name, ()):
+            owner = next((d for d, keys in DATASET_OPTIONS.items() if key in keys), "another")
+            raise InputError(f"--{key.replace('_', '-')}: only the {owner} dataset takes it")
     if name == "zerobias":
         from trigger.data.zerobias import make_spec
 
         return make_spec(**(options or {}))
-    if options:
-        raise InputError(f"--{next(iter(options)).replace('_', '-')}: only the zerobias dataset takes it")
+    if name == "ttbar":
+        from trigger.data.ttbar import make_spec as make_ttbar_spec
+
+        return make_ttbar_spec(**(options or {}))
     if name == "jets":
         from trigger.data.jets import SPEC
-    elif name == "ttbar":
-        from trigger.data.ttbar import SPEC
-    elif name == "l1":
-        from trigger.data.l1 import SPEC
     else:
-        raise InputError(f"dataset: unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}")
+        from trigger.data.l1 import SPEC
     return SPEC
 
 

@@ -21,8 +21,8 @@ from trigger.errors import InputError
 REQUIRED: dict[str, dict[str, tuple[tuple[int, ...], str]]] = {
     "jets": {"features": ((16,), "f"), "constituents": ((30, 3), "f"), "label": ((), "i"),
              "jet_pt": ((), "f"), "jet_eta": ((), "f"), "jet_mass": ((), "f")},
-    "ttbar": {"jets": ((10, 5), "f"), "mask": ((10,), "b"), "n_jets": ((), "i"), "assignment": ((6,), "i"),
-              "fully_matched": ((), "b")},
+    "ttbar": {"jets": ((10, 5), "f"), "mask": ((10,), "b"), "flavour": ((10,), "i"), "n_jets": ((), "i"),
+              "assignment": ((6,), "i"), "fully_matched": ((), "b")},
     "l1": {"objects": ((19, 3), "f"), "label": ((), "i"), "process": ((), "i")},
     "zerobias": {"objects": ((19, 3), "f"), "label": ((), "i"), "process": ((), "i"), "pileup": ((), "i"),
                  "library": ((), "i")},
@@ -69,16 +69,7 @@ def load(path: str | Path, *, fractions: tuple[float, float, float] = (0.6, 0.2,
     fractions = _check_fractions(fractions)
     if max_events is not None and (not isinstance(max_events, int) or max_events <= 0):
         raise InputError(f"max_events: must be a positive integer or None, got {max_events!r}")
-    if not path.is_file():
-        raise InputError(f"{path}: no such file (make it with `trigger data generate`)")
-    try:
-        with h5py.File(path, "r") as f:
-            manifest = _manifest(path, f)
-            arrays = _read_arrays(path, f, manifest["dataset"])
-    except OSError as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(f"{path}: not a readable HDF5 dataset (corrupt or truncated?): {reason}") from None
-
+    manifest, arrays = read(path)
     n = len(arrays[next(iter(arrays))])
     order = np.random.default_rng(seed).permutation(n)
     if max_events is not None:

@@ -67,9 +67,9 @@ def dataset_inputs(project: Project, data: Path, events: int | None) -> tuple[An
     from trigger.fixed_point import on_input_grid
 
     manifest, arrays = read(data, events)
-    if manifest["dataset"] != project.family.dataset:
+    if manifest["dataset"] not in project.family.datasets:
         raise InputError(f"{data}: holds the {manifest['dataset']!r} dataset; {project.design.name} reads "
-                         f"{project.family.dataset!r}")
+                         f"{' or '.join(map(repr, project.family.datasets))}")
     return on_input_grid(project.family.events(arrays), project.cfg.quantization.input)
 
 

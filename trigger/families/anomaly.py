@@ -32,7 +32,7 @@ import numpy as np
 from trigger.config import FixedType, Section
 from trigger.errors import ConfigError
 from trigger.families.base import ModelFamily, Prepared, Split
-from trigger.rate import ScoreType, calibrate, efficiency_vs_rate, threshold_at_rate
+from trigger.rate import ScoreType, calibrate, clopper_pearson, efficiency_vs_rate, threshold_at_rate
 
 if TYPE_CHECKING:
     from tensorflow import keras
@@ -99,7 +99,7 @@ def pt_shift_features(objects: np.ndarray, shifts: dict[str, int]) -> np.ndarray
 class AnomalyDetector(ModelFamily):
     """What the two anomaly families share: inputs, config, score path, calibration, plots."""
 
-    dataset = "l1"
+    datasets = ("zerobias", "l1")
     chip_layers: ClassVar[str]  # a phrase for errors naming which QDense layers go on chip
     default_latent: ClassVar[int]
 
@@ -129,6 +129,11 @@ class AnomalyDetector(ModelFamily):
             raise ConfigError("evaluation.rates_khz", "must be a list of rates in kHz between 0 and the "
                                                       f"collision rate, got {rates!r}")
         self.rates_khz = [float(r) for r in rates]
+        calibration = ev.section("calibration")
+        file = calibration.string("file", None)
+        self.calibration_file = None if file is None else Path(file)
+        self.verify_seed = calibration.integer("verify_seed", 1, minimum=0)
+        calibration.finish()
         ev.finish()
 
         for name in cfg.quantization.layers:
@@ -138,6 +143,7 @@ class AnomalyDetector(ModelFamily):
                                   "score-path types are set in model.architecture")
         self._check_exact_score()
         self.class_names: list[str] = ["background"]
+        self.background_source: dict[str, Any] = {}
 
     @abstractmethod
     def _read_architecture(self, arch: Section) -> None:
@@ -168,24 +174,28 @@ class AnomalyDetector(ModelFamily):
         test split's background plus the signal events of every split.
 
         Signal events are never trained on, so all of them are held out. The pipeline checks bit-exactness
-        on val + test (distinct events) and calibrates rates on the test background, which therefore needs
-        the largest share of the file: see `data.fractions` in configs/ad_*.yaml.
+        on val + test (distinct events). Rates are calibrated on `calibration_events` when the config names
+        a calibration file that exists, else on the test background, which then needs the largest share of
+        the file (see `data.fractions` in configs/ad_*.yaml).
         """
-        if data.name != self.dataset:
-            raise ConfigError("data.file", f"holds the {data.name!r} dataset, anomaly detection needs 'l1'")
+        if data.name not in self.datasets:
+            raise ConfigError("data.file", f"holds the {data.name!r} dataset, anomaly detection needs 'zerobias' "
+                                           "or 'l1'")
         self.class_names = list(data.class_names)
+        self._data = data
 
         def split(parts: list[tuple[dict[str, np.ndarray], np.ndarray]]) -> Split:
-            x = np.concatenate([pt_shift_features(a["objects"][keep], self.pt_shift) for a, keep in parts])
-            meta = {key: np.concatenate([a[key][keep] for a, keep in parts]).astype(np.int64)
-                    for key in ("label", "process")}
-            return Split(x, x, meta)
+            return self._split([{k: v[keep] for k, v in a.items()} for a, keep in parts], role=0)
 
         train, val, test = data.train, data.val, data.test
+        test_split = split([(test, test["label"] == 0)] + [(a, a["label"] != 0) for a in (train, val, test)])
+        self.background_source = {"file": str(data.path), "dataset": data.name,
+                                  "crossings": int(np.count_nonzero(test_split.meta["label"] == 0)),
+                                  "what": "the test split's background"}
         return Prepared(
             split([(train, train["label"] == 0)]),
             split([(val, val["label"] == 0)]),
-            split([(test, test["label"] == 0)] + [(a, a["label"] != 0) for a in (train, val, test)]),
+            test_split,
             input_names=list(data.feature_names), output_names=["anomaly_score"],
             preprocessing={
                 "kind": "pt_shift",
@@ -196,6 +206,42 @@ class AnomalyDetector(ModelFamily):
                 "test": "background of the test split and signal events of all splits",
             },
         )
+
+    def _split(self, parts: list[dict[str, np.ndarray]], role: int) -> Split:
+        """Model inputs of dataset rows; meta: label, process, the pileup `library` (-1 without one) and the
+        `role` (0: the data file's test events, 1: calibration crossings)."""
+        x = np.concatenate([pt_shift_features(a["objects"], self.pt_shift) for a in parts])
+        meta = {key: np.concatenate([a[key] for a in parts]).astype(np.int64) for key in ("label", "process")}
+        meta["library"] = np.concatenate([a.get("library", np.full(len(a["label"]), -1)) for a in parts]
+                                         ).astype(np.int64)
+        meta["role"] = np.full(len(x), role, dtype=np.int64)
+        return Split(x, x, meta)
+
+    def calibration_events(self) -> Split | None:
+        """The zero-bias crossings of `evaluation.calibration.file`, which the rates are calibrated on, when
+        the config names one and it exists (the >= 2M-crossing file is not shipped: without it the test
+        background calibrates, and the report says so); checked to be zero-bias crossings at the data file's
+        pileup."""
+        path = self.calibration_file
+        if path is None or not path.is_file():
+            if path is not None:
+                self.background_source["missing"] = str(path)
+            return None
+        from trigger.data import read
+
+        manifest, arrays = read(path)
+        field = "evaluation.calibration.file"
+        if manifest["dataset"] != "zerobias":
+            raise ConfigError(field, f"{path}: holds the {manifest['dataset']!r} dataset, not zero-bias crossings")
+        mu = manifest.get("settings", {}).get("pileup", {}).get("mu")
+        data_mu = self._data.manifest.get("settings", {}).get("pileup", {}).get("mu")
+        if self._data.name == "zerobias" and mu != data_mu:
+            raise ConfigError(field, f"{path}: pileup mu = {mu}, the data file {self._data.path} has mu = {data_mu}")
+        background = arrays["label"] == 0
+        self.background_source = {"file": str(path), "dataset": "zerobias", "pileup_mu": mu,
+                                  "crossings": int(np.count_nonzero(background)),
+                                  "what": "every zero-bias crossing of the calibration file"}
+        return self._split([{k: v[background] for k, v in arrays.items()}], role=1)
 
     def events(self, arrays: dict[str, np.ndarray]) -> Split:
         x = pt_shift_features(arrays["objects"], self.pt_shift)
@@ -270,13 +316,31 @@ class AnomalyDetector(ModelFamily):
 
     # ---- physics figures --------------------------------------------------------------------------------
 
+    def _background(self, split: Split) -> np.ndarray:
+        """The crossings the thresholds are set on: the calibration file's when present, else the test
+        split's background."""
+        role, labels = split.meta["role"], split.meta["label"]
+        return role == 1 if np.any(role == 1) else (labels == 0) & (role == 0)
+
     def evaluate(self, outputs: np.ndarray | list[np.ndarray], split: Split) -> dict[str, Any]:
-        """Calibrate this model's own scores: thresholds on its background, efficiencies, AUCs, saturation."""
+        """Calibrate this model's own scores: thresholds on its background (verified two-fold, the halves
+        split by pileup library), efficiencies with their intervals, AUCs, saturation."""
         scores = np.asarray(outputs[0] if isinstance(outputs, list) else outputs).reshape(-1)
-        result = calibrate(scores, split.meta["label"], class_names=self.class_names,
-                           rates_khz=self.rates_khz, collision_mhz=self.collision_mhz,
-                           score_type=self.score_type)
+        background = self._background(split)
+        # the test split's background steps aside (label -1) when a calibration file sets the thresholds
+        labels = np.where(background | (split.meta["label"] > 0), split.meta["label"], -1)
+        library = split.meta["library"]
+        groups = library if np.all(library[background] >= 0) else None
+        result = calibrate(scores, labels, class_names=self.class_names, rates_khz=self.rates_khz,
+                           collision_mhz=self.collision_mhz, score_type=self.score_type,
+                           verify_seed=self.verify_seed, groups=groups)
         result["collision_rate_mhz"] = self.collision_mhz
+        result["background_source"] = dict(self.background_source)
+        if "missing" in self.background_source:
+            result["warnings"].append(
+                f"evaluation.calibration.file {self.background_source['missing']} not found: thresholds from "
+                f"the {self.background_source['crossings']} test-split crossings of {self.background_source['file']} "
+                "(docs/anomaly.md gives the command that generates the calibration file)")
         return result
 
     def plots(self, outputs: dict[str, np.ndarray | list[np.ndarray]], split: Split,
@@ -287,48 +351,53 @@ class AnomalyDetector(ModelFamily):
         import matplotlib.pyplot as plt
 
         labels = split.meta["label"]
-        present = [i for i in range(len(self.class_names)) if np.any(labels == i)]
+        background = self._background(split)
+        signals = [i for i in range(1, len(self.class_names)) if np.any(labels == i)]
         scores = {k: np.asarray(v[0] if isinstance(v, list) else v, dtype=np.float64).reshape(-1)
                   for k, v in outputs.items()}
         kinds = [k for k in KINDS if k in scores]
+        words = {"float": "float model", "quantized": "QKeras model", "csim": "firmware (C simulation)"}
 
         fig, axes = plt.subplots(1, len(kinds), figsize=(5.5 * len(kinds), 4.5), squeeze=False)
         for ax, kind in zip(axes[0], kinds, strict=True):
             s = scores[kind]
             bins = np.linspace(0.0, np.quantile(s, 0.9999) * 1.05 + 1e-9, 80)
-            for i in present:
-                ax.hist(np.minimum(s[labels == i], bins[-1]), bins=bins, histtype="step", density=True,
+            for i, rows in [(0, background), *((i, labels == i) for i in signals)]:
+                ax.hist(np.minimum(s[rows], bins[-1]), bins=bins, histtype="step", density=True,
                         color="black" if i == 0 else f"C{i - 1}", label=self.class_names[i])
             for r in self.rates_khz:
-                cut = threshold_at_rate(s[labels == 0], r, self.collision_mhz).value
-                ax.axvline(cut, color="grey", ls=":", lw=1)
+                ax.axvline(threshold_at_rate(s[background], r, self.collision_mhz).value, color="grey", ls=":",
+                           lw=1)
             ax.set_yscale("log")
             ax.set_xlabel("anomaly score (last bin: overflow)")
             ax.set_ylabel("density")
-            ax.set_title(f"{kind}: thresholds at {', '.join(f'{r:g}' for r in self.rates_khz)} kHz dotted")
+            ax.set_title(f"{words[kind]}: thresholds at {', '.join(f'{r:g}' for r in self.rates_khz)} kHz dotted",
+                         fontsize=9)
             ax.legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(out_dir / "score_distributions.png", dpi=110)
         plt.close(fig)
 
-        fig, ax = plt.subplots(figsize=(6.5, 5))
-        styles = {"float": ":", "quantized": "--", "csim": "-"}
-        bkg = labels == 0
-        for kind in kinds:
-            for i in present[1:]:
-                s = scores[kind]
-                rate, eff = efficiency_vs_rate(s[bkg], s[labels == i], self.collision_mhz)
-                label = self.class_names[i] if kind == kinds[-1] else None
-                ax.plot(rate, eff, styles[kind], color=f"C{i - 1}", label=label)
-        for r in self.rates_khz:
-            ax.axvline(r, color="grey", lw=1)
-        ax.set_xscale("log")
-        ax.set_xlim(left=0.1)
-        ax.set_xlabel(f"trigger rate [kHz] (of {self.collision_mhz:g} MHz)")
-        ax.set_ylabel("signal efficiency")
-        words = {"float": "dotted", "quantized": "dashed", "csim": "solid"}
-        ax.set_title(f"efficiency vs rate: {', '.join(f'{words[k]} {k}' for k in kinds)}")
-        ax.legend(fontsize=7, loc="upper left")
+        # one panel per model: each signal's efficiency against the rate, with its 68 % Clopper-Pearson band
+        fig, axes = plt.subplots(1, len(kinds), figsize=(5.5 * len(kinds), 4.8), squeeze=False, sharey=True)
+        for ax, kind in zip(axes[0], kinds, strict=True):
+            s = scores[kind]
+            for i in signals:
+                n = int(np.count_nonzero(labels == i))
+                rate, eff = efficiency_vs_rate(s[background], s[labels == i], self.collision_mhz)
+                low, high = clopper_pearson(np.rint(eff * n), n)
+                ax.fill_between(rate, low, high, step="post", color=f"C{i - 1}", alpha=0.3, lw=0)
+                ax.step(rate, eff, where="post", color=f"C{i - 1}", lw=1, label=self.class_names[i])
+            for r in self.rates_khz:
+                ax.axvline(r, color="grey", lw=1, ls=":")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlim(0.1, self.collision_mhz * 1e3)
+            ax.set_ylim(1e-4, 1.0)
+            ax.set_xlabel(f"trigger rate [kHz] (of {self.collision_mhz:g} MHz)")
+            ax.set_title(f"{words[kind]} (bands: 68 % intervals)", fontsize=9)
+        axes[0][0].set_ylabel("signal efficiency")
+        axes[0][0].legend(fontsize=7, loc="lower right")
         fig.tight_layout()
         fig.savefig(out_dir / "efficiency_vs_rate.png", dpi=110)
         plt.close(fig)
@@ -342,25 +411,47 @@ class AnomalyDetector(ModelFamily):
         first = next(iter(ms.values()))
         keys = list(first["thresholds"])
         signals = list(first["roc_auc"])
+        source = first.get("background_source") or {}
+        check = first["calibration"]
+        split = (f"; each rate verified two-fold on halves of {check['halves'][0]} and {check['halves'][1]} "
+                 f"crossings{' (split by pileup library)' if check['split_by_group'] else ''}"
+                 if check.get("halves") else "")
         lines = [f"Anomaly score type `{self.score_type.hls()}`; the trigger fires when score > threshold. "
-                 f"Thresholds are set on {first['n_background']} held-out background events at "
-                 f"{first['collision_rate_mhz']:g} MHz; the firmware threshold is the csim one.", "",
-                 "| model | rate | threshold | raw integer | background passing (allowed) "
-                 "| achieved rate [kHz] |",
-                 "|---|---|---|---|---|---|"]
+                 f"Thresholds are set on **{first['n_background']} background crossings** "
+                 f"({source.get('what', 'held-out background')} of `{source.get('file', '?')}`) at "
+                 f"{first['collision_rate_mhz']:g} MHz{split}. The firmware threshold is the C simulation's "
+                 "(equal to the emulator's), as the raw integer the comparator holds; intervals are 68 % "
+                 "Clopper-Pearson.", ""]
+        if "missing" in source:
+            lines += [f"**The calibration file `{source['missing']}` is absent**: these thresholds rest on the "
+                      "test split alone (see the warnings).", ""]
+        lines += ["| model | rate | threshold | raw integer | passing (allowed) | rate [kHz] | verified rate [kHz] "
+                  "| design effect | verified, clustered [kHz] |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+
+        def interval(values: list[float]) -> str:
+            return f"[{values[0]:.3g}, {values[1]:.3g}]"
+
         for kind, m in ms.items():
             for key in keys:
                 t = m["thresholds"][key]
                 raw = "-" if t["raw"] is None else str(t["raw"])
+                v = t["verification"] or {}
+                verified = (f"{v['rate_khz']:.3g} {interval(v['rate_interval_khz'])}" if v else "-")
+                effect = f"{v['design_effect']:.1f}" if "design_effect" in v else "-"
+                clustered = interval(v["rate_interval_khz_clustered"]) if "design_effect" in v else "-"
                 lines.append(f"| {kind} | {key} | {t['value']:.6g} | {raw} | {t['background_pass']} "
-                             f"({t['allowed_background']}) | {t['achieved_rate_khz']:.3f} |")
+                             f"({t['allowed_background']}) | {t['achieved_rate_khz']:.3g} "
+                             f"{interval(t['rate_interval_khz'])} | {verified} | {effect} | {clustered} |")
         head = (" | ".join(f"AUC {k}" for k in ms) + " | "
                 + " | ".join(f"eff {key} {k}" for key in keys for k in ms))
-        lines += ["", f"| signal | {head} |", "|---|" + "---|" * (len(ms) + len(keys) * len(ms))]
+        lines += ["", f"| signal | events | {head} |",
+                  "|---|---|" + "---|" * (len(ms) + len(keys) * len(ms))]
         for s in signals:
             aucs = " | ".join(f"{m['roc_auc'][s]:.4f}" for m in ms.values())
-            effs = " | ".join(f"{m['efficiency'][s][key]:.4f}" for key in keys for m in ms.values())
-            lines.append(f"| {s} | {aucs} | {effs} |")
+            effs = " | ".join(f"{m['efficiency'][s][key]:.4f} {interval(m['efficiency_interval'][s][key])}"
+                              for key in keys for m in ms.values())
+            lines.append(f"| {s} | {first['n_signal'][s]} | {aucs} | {effs} |")
         if "float" in ms:
             lines.append("")
             ref, n_sig = ms["float"]["efficiency"], first["n_signal"]

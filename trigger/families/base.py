@@ -70,7 +70,7 @@ class ModelFamily(ABC):
     """
 
     name: ClassVar[str]
-    dataset: ClassVar[str]  # the `dataset` name in the HDF5 manifest this family reads
+    datasets: ClassVar[tuple[str, ...]]  # the `dataset` names in the HDF5 manifest this family reads
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
@@ -99,6 +99,12 @@ class ModelFamily(ABC):
     def firmware_model(self, model: keras.Model) -> keras.Model:
         """The part of a trained model that goes on chip; its outputs are compared bit for bit."""
         return model
+
+    def calibration_events(self) -> Split | None:
+        """Events besides the test split that the physics figures are measured on (e.g. the zero-bias crossings
+        rates are calibrated on); every model scores them and the firmware's legs are checked on them too.
+        Called after `prepare`; most families have none."""
+        return None
 
     @abstractmethod
     def evaluate(self, outputs: np.ndarray | list[np.ndarray], split: Split) -> dict[str, Any]:

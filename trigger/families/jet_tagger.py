@@ -36,7 +36,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 class JetTagger(ModelFamily):
     name = "jet_tagger"
-    dataset = "jets"
+    datasets = ("jets",)
 
     def __init__(self, cfg: Config) -> None:
         super().__init__(cfg)
@@ -63,7 +63,7 @@ class JetTagger(ModelFamily):
         return [f"fc{i + 1}" for i in range(len(self.hidden))] + ["output"]
 
     def prepare(self, data: Dataset) -> Prepared:
-        if data.name != self.dataset:
+        if data.name not in self.datasets:
             raise ConfigError("data.file", f"{data.path}: holds the {data.name!r} dataset; the jet tagger needs 'jets'")
         train = data.train["features"].astype(np.float64)
         if self.standardise:
