@@ -235,8 +235,15 @@ def test_shipped_datasets_meet_the_families_needs() -> None:
     assert len(jets.val["label"]) + len(jets.test["label"]) >= 10_000
     assert min(jets.manifest["class_counts"].values()) >= 6_000
     ttbar = load(REPO / "data" / "ttbar.h5")
-    assert ttbar.manifest["rows"] >= 30_000
+    assert ttbar.manifest["rows"] >= 200_000
     assert ttbar.feature_names == ["pt", "eta", "phi", "mass", "btag"]
+    assert ttbar.manifest["settings"]["btag"]["efficiency_b"] == 0.7
+    zerobias = load(REPO / "data" / "zerobias.h5")
+    counts = zerobias.manifest["class_counts"]
+    assert counts["background"] >= 150_000
+    assert zerobias.class_names == ["background", "A_4l", "LQ_btau", "h_tautau", "Hplus_taunu", "Zprime_ll"]
+    assert min(v for k, v in counts.items() if k != "background") >= 8_000
+    assert zerobias.manifest["settings"]["pileup"]["mu"] == 60.0
     l1 = load(REPO / "data" / "l1.h5")
     counts = l1.manifest["class_counts"]
     assert counts["background"] >= 120_000

@@ -134,8 +134,11 @@ def test_signals_are_embedded_in_pileup(cache: Path, tmp_path: Path) -> None:
     (["zerobias", "--library", "0"], "--library"),
     (["zerobias", "--signal-fraction", "1.5"], "--signal-fraction"),
     (["l1", "--pileup", "20"], "--pileup"),
+    (["ttbar", "--btag-efficiency", "1.2"], "--btag-efficiency"),
+    (["ttbar", "--light-mistag", "-0.1"], "--light-mistag"),
+    (["zerobias", "--c-mistag", "0.1"], "--c-mistag: only the ttbar dataset takes it"),
 ])
-def test_cli_bad_zerobias_options_are_one_line(argv: list[str], field: str, tmp_path: Path,
+def test_cli_bad_dataset_options_are_one_line(argv: list[str], field: str, tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     args = ["data", "generate", argv[0], "--events", "5", "--seed", "1", *argv[1:], "--out", str(tmp_path / "x.h5")]
     assert main(args) == 2

@@ -39,6 +39,14 @@ TRIPLET_BLOCK = 1024  # events per block of the triplet kernel: its scores are n
 WeightSpec = Mapping[str, tuple[np.ndarray, Fx]]
 
 
+def reuse_factor(value: Any, where: str) -> int:
+    """An op's reuse factor, validated: the C++ shares each multiplying stage's multipliers over that many
+    cycles (its interval); it changes no arithmetic, so the kernels ignore it and only the estimate reads it."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InputError(f"{where}: reuse_factor must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
 def config_spec(t: Fx) -> list[Any]:
     """A declared type as the extension layers' Keras configs store it, `[width, integer, signed]`."""
     if (t.rounding, t.overflow) != ("RND", "SAT"):
@@ -102,17 +110,18 @@ def _weights(weights: WeightSpec) -> tuple[dict[str, np.ndarray], dict[str, Fx]]
 
 
 def dense_op(name: str, inputs: list[str], output: Tensor, declared: Mapping[str, Fx], weights: WeightSpec, *,
-             relu: bool, source: str = "") -> Op:
+             relu: bool, reuse: int = 1, source: str = "") -> Op:
     """A dense layer shared over items: (n_items, n_in) -> (n_items, n_out) = out(relu?(x W + b))."""
     values, types = _weights(weights)
     n_in, n_out = values["kernel"].shape
     return Op("fx_dense", name, list(inputs), output, types=dense_types(declared, n_in), weights=values,
               weight_types=types, attrs={"n_items": output.shape[0], "n_in": n_in, "n_out": n_out,
-                                         "relu": bool(relu)}, source=source)
+                                         "relu": bool(relu), "reuse_factor": reuse_factor(reuse, source or name)},
+              source=source)
 
 
 def attention_op(name: str, inputs: list[str], output: Tensor, declared: Mapping[str, Fx], weights: WeightSpec,
-                 *, exp_frac: int, inv_frac: int, source: str = "") -> Op:
+                 *, exp_frac: int, inv_frac: int, reuse: int = 1, source: str = "") -> Op:
     """Masked one-head self-attention with a table softmax and a residual: [(n, d), (n,)] -> (n, d).
     `weights` holds the projections and the two softmax tables."""
     values, types = _weights(weights)
@@ -122,19 +131,21 @@ def attention_op(name: str, inputs: list[str], output: Tensor, declared: Mapping
               weights=values, weight_types=types,
               attrs={"n_items": n_items, "n_in": n_in, "n_head": n_head, "exp_frac": int(exp_frac),
                      "exp_size": len(values["exp_table"]), "inv_frac": int(inv_frac),
-                     "inv_size": len(values["inv_table"])}, source=source)
+                     "inv_size": len(values["inv_table"]), "reuse_factor": reuse_factor(reuse, source or name)},
+              source=source)
 
 
 def triplet_op(name: str, inputs: list[str], output: Tensor, declared: Mapping[str, Fx], weights: WeightSpec,
-               *, n_items: int, source: str = "") -> Op:
+               *, n_items: int, reuse: int = 1, source: str = "") -> Op:
     """Symmetric triplet scores of two tops and their greedy argmax: [(n, d), (n,)] -> (8,)."""
     if n_items < 3:
         raise InputError(f"{source or name}: a triplet needs 3 items, the op has {n_items}")
     values, types = _weights(weights)
     _, n_in, rank = values["kernel_b"].shape
     return Op("fx_triplet_argmax", name, list(inputs), output, types=triplet_types(declared, n_in, rank),
-              weights=values, weight_types=types, attrs={"n_items": int(n_items), "n_in": n_in, "rank": rank},
-              source=source)
+              weights=values, weight_types=types,
+              attrs={"n_items": int(n_items), "n_in": n_in, "rank": rank,
+                     "reuse_factor": reuse_factor(reuse, source or name)}, source=source)
 
 
 # ---------------------------------------------------------------------------------------------- kernels
@@ -319,11 +330,16 @@ def _source(layer: Any) -> str:
     return f"{layer.class_name} {layer.name!r}"
 
 
+def _reuse(layer: Any) -> int:
+    """The layer's reuse factor as hls4ml set it (`LayerName.<name>.ReuseFactor`, else the model's)."""
+    return reuse_factor(layer.get_attr("reuse_factor"), _source(layer))
+
+
 @lowering("FxDenseHLS")
 def _lower_dense(layer: Any, ctx: Context) -> Op:
     return dense_op(layer.name, ctx.inputs(layer), ctx.output(layer), _declared(layer),
                     {k: ctx.weight(layer, k) for k in DENSE_WEIGHTS}, relu=bool(layer.get_attr("relu")),
-                    source=_source(layer))
+                    reuse=_reuse(layer), source=_source(layer))
 
 
 @lowering("FxSelfAttentionHLS")
@@ -331,11 +347,11 @@ def _lower_attention(layer: Any, ctx: Context) -> Op:
     return attention_op(layer.name, ctx.inputs(layer), ctx.output(layer), _declared(layer),
                         {k: ctx.weight(layer, k) for k in (*ATTENTION_WEIGHTS, *TABLES)},
                         exp_frac=int(layer.get_attr("exp_frac")), inv_frac=int(layer.get_attr("inv_frac")),
-                        source=_source(layer))
+                        reuse=_reuse(layer), source=_source(layer))
 
 
 @lowering("FxTripletArgmaxHLS")
 def _lower_triplets(layer: Any, ctx: Context) -> Op:
     return triplet_op(layer.name, ctx.inputs(layer), ctx.output(layer), _declared(layer),
                       {k: ctx.weight(layer, k) for k in TRIPLET_WEIGHTS}, n_items=int(layer.get_attr("n_items")),
-                      source=_source(layer))
+                      reuse=_reuse(layer), source=_source(layer))

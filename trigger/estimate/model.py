@@ -214,6 +214,18 @@ def adder_ns(bits: int, p: Params) -> float:
     return p("timing", "add_ns") + p("timing", "add_ns_per_bit") * bits
 
 
+def shared_operators(count: float, reuse: int) -> int:
+    """Operators (DSPs, LUTs) left of `count` when they are shared over `reuse` cycles: HLS pipelines the
+    op at an interval of `reuse` and issues each shared operator once a cycle."""
+    return math.ceil(count / reuse)
+
+
+def reuse_steps(live_bits: int, reuse: int) -> list[Op]:
+    """The `reuse - 1` cycles that operations shared over `reuse` cycles take after the first issue, with a
+    `reuse`-th of their `live_bits` of results registered each cycle; none at reuse 1."""
+    return [Op(0.0, live_bits // reuse, cycles=reuse - 1)] if reuse > 1 else []
+
+
 def tree_ops(terms: np.ndarray, bits: int, p: Params, op_ns: float | None = None) -> tuple[list[Op], int]:
     """A balanced reduction over `terms[j]` operands per output: one op per tree level, and the number of
     two-input operators. Vivado/Vitis HLS balance unrolled accumulations (expression balancing)."""
@@ -310,21 +322,17 @@ def _matmul(op: DesignOp, t: Target, weights: np.ndarray, w_bits: int) -> LayerC
     accum = type_of(op, "accum").width
     shared = t.strategy == "resource" and reuse > 1
     mult = constant_mults(weights, in_bits, w_bits, p, shared)
-    if reuse > 1:
-        mult.dsp = math.ceil(mult.dsp / reuse)
-        mult.lut = math.ceil(mult.lut / reuse)
+    mult.dsp, mult.lut = shared_operators(mult.dsp, reuse), shared_operators(mult.lut, reuse)
     has_bias = np.zeros(n_out, dtype=np.int64)
     if "bias" in op.weights:
         bias = mantissas(*weight_of(op, "bias")).reshape(-1)[:n_out]
         has_bias = (bias != 0).astype(np.int64)
     terms = (weights != 0).sum(axis=0) + has_bias
     n_products = int((weights != 0).sum())
-    ops = [Op(mult.delay_ns, n_products * accum)]
-    if reuse > 1:
-        ops.append(Op(0.0, n_products * accum // reuse, cycles=reuse - 1))
+    ops = [Op(mult.delay_ns, n_products * accum), *reuse_steps(n_products * accum, reuse)]
     levels, n_adders = tree_ops(terms, accum, p)
     ops += levels
-    lut = mult.lut + round(n_adders * accum * p("adder", "lut_per_bit") / max(reuse, 1))
+    lut = mult.lut + round(n_adders * accum * p("adder", "lut_per_bit") / reuse)
     bram = _weight_rom_bram(weights.size, w_bits, reuse, p) if shared else 0
     cost = LayerCost(ops=ops, ii=reuse, dsp=mult.dsp, lut=lut, bram=bram)
     if mult.n_zero:

@@ -49,6 +49,18 @@ def _fixed(sec: Section, key: str, default: tuple[int, int]) -> FixedType:
     return FixedType.read(sub, FixedType(*default)) if sec.has(key) else FixedType(*default)
 
 
+def _reuse_factors(sec: Section, layers: list[str]) -> dict[str, int]:
+    """`model.architecture.reuse_factor`: per layer name, the reuse factor overriding `hls.reuse_factor` for
+    that extension layer (its multipliers shared over that many cycles), within the same bounds."""
+    factors = {}
+    for name in list(sec.raw):
+        if name not in layers:
+            raise ConfigError(sec.field_path(str(name)), f"not a layer of this SPA-Net ({', '.join(layers)})")
+        factors[name] = sec.integer(name, 1, minimum=1, maximum=4096)
+    sec.finish()
+    return factors
+
+
 class SpaNet(ModelFamily):
     """Compact quantization-aware SPA-Net compiled with the `trigger.hls_ext` extension layers."""
 
@@ -86,6 +98,8 @@ class SpaNet(ModelFamily):
             raise ConfigError("model.architecture.types.triplet_score.integer",
                               "too small: the triplet output also carries the jet indices")
         types.finish()
+        layers = [name for name, _ in self._layer_names()]
+        self.reuse_factors = _reuse_factors(arch.section("reuse_factor"), layers)
         arch.finish()
 
         prep = Section(cfg.model.preprocessing, "model.preprocessing")
@@ -106,7 +120,6 @@ class SpaNet(ModelFamily):
         )
         chi2.finish()
         ev.finish()
-        layers = [name for name, _ in self._layer_names()]
         for name in cfg.quantization.layers:
             if name not in layers:
                 raise ConfigError(f"quantization.layers.{name}", f"not a layer of this SPA-Net ({', '.join(layers)})")
@@ -322,10 +335,15 @@ class SpaNet(ModelFamily):
         return keras.Model([jets, mask], h, name="spanet_firmware")
 
     def configure_hls(self, hls_config: dict[str, Any], firmware_model: keras.Model) -> None:
-        """The mask input is 0 or 1: one unsigned bit instead of the jets' input type. The extension layers
-        need nothing here: their types travel in their Keras configs, shared with the Python reference."""
-        entry = hls_config.setdefault("LayerName", {}).setdefault(firmware_model.input_names[1], {})
+        """The mask input is 0 or 1: one unsigned bit instead of the jets' input type. The per-layer reuse
+        factors become hls4ml's `LayerName.<name>.ReuseFactor` (the others keep `Model.ReuseFactor`, from
+        `hls.reuse_factor`). The types need nothing here: they travel in the extension layers' Keras configs,
+        shared with the Python reference."""
+        layers = hls_config.setdefault("LayerName", {})
+        entry = layers.setdefault(firmware_model.input_names[1], {})
         entry.setdefault("Precision", {})["result"] = "ap_ufixed<1,1>"
+        for name, reuse in self.reuse_factors.items():
+            layers.setdefault(name, {})["ReuseFactor"] = reuse
 
     # ------------------------------------------------------------------------------------ evaluation
 

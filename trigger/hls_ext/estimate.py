@@ -1,4 +1,4 @@
-"""Latency/resource estimators of the SPA-Net ops of a design for `trigger.estimate` (io_parallel, reuse 1).
+"""Latency/resource estimators of the SPA-Net ops of a design for `trigger.estimate` (io_parallel).
 
 Each layer is described as the chain of operations on its critical path (constant multiplications by the
 weights, variable x variable products, balanced adder and comparator trees, registered table reads) and
@@ -6,6 +6,11 @@ the count of every operator, costed with the estimator's own parameters (`trigge
 so the extension layers are estimated on the same basis as hls4ml's built-in ones. Every width and size is
 read from the design op (`trigger.design.spanet`). HLS schedules against the clock period minus the clock
 uncertainty, which is read from the design's meta as hls4ml stores it.
+
+The op's `reuse_factor` R shares the multipliers of every multiplying stage of `nnet_spanet.h` (and the
+adder tree that sums their products) over R cycles, as for hls4ml's Dense (`trigger.estimate.model`): those
+DSPs and LUTs are divided by R, each such stage adds R - 1 cycles, and the layer's interval is R. Tables,
+comparisons and the softmax's sums stay parallel.
 """
 
 from __future__ import annotations
@@ -13,13 +18,25 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from trigger.design.spanet import ATTENTION_WEIGHTS, TRIPLET_WEIGHTS
+import numpy as np
+
+from trigger.design.spanet import ATTENTION_WEIGHTS, TRIPLET_WEIGHTS, reuse_factor
 from trigger.errors import InputError
 from trigger.vivado_scripts import CLOCK_UNCERTAINTY
 
 try:
     from trigger.estimate import LayerEstimate, Op, register_layer_estimator
-    from trigger.estimate.model import adder_ns, attr_of, constant_mults, dsp_count, mantissas, type_of, weight_of
+    from trigger.estimate.model import (
+        adder_ns,
+        attr_of,
+        constant_mults,
+        dsp_count,
+        mantissas,
+        reuse_steps,
+        shared_operators,
+        type_of,
+        weight_of,
+    )
 except ImportError:  # the estimator is optional: without it the layers simply carry no estimate
     register_layer_estimator = None
 
@@ -44,46 +61,60 @@ def clock_uncertainty_ns(design: Any, period_ns: float) -> float:
 
 
 class _Cost:
-    """Critical path (as estimator `Op`s) plus operator counts of one layer."""
+    """Critical path (as estimator `Op`s) plus operator counts of one layer whose multiplying stages share
+    their operators over `op.attrs["reuse_factor"]` cycles."""
 
-    def __init__(self, p: Any) -> None:
+    def __init__(self, p: Any, op: Any) -> None:
         self.p = p
+        self.reuse = reuse_factor(attr_of(op, "reuse_factor"), op.source or op.name)
         self.ops: list[Op] = []
         self.dsp = 0
         self.lut = 0.0
         self.bram = 0
         self.notes: list[str] = []
 
+    def _stage(self, dsp: float, lut: float, step: Op, product_bits: int) -> None:
+        """One multiplying stage (`step`, `product_bits` of products): its multipliers shared over the
+        reuse factor, and the further cycles that takes."""
+        self.dsp += shared_operators(dsp, self.reuse)
+        self.lut += shared_operators(lut, self.reuse)
+        self.ops += [step, *reuse_steps(product_bits, self.reuse)]
+
     def const_mults(self, weights: list[tuple[Any, Any]], in_bits: int, copies: int) -> None:
         """Every input of `copies` items times its column of constant weights, given as (values, type)
-        (zeros are free)."""
-        delay = 0.0
+        (zeros are free): one stage."""
+        delay, dsp, lut, product_bits = 0.0, 0, 0, 0
         for values, t in weights:
-            cost = constant_mults(mantissas(values, t).ravel(), in_bits, t.width, self.p, shared=False)
-            self.dsp += cost.dsp * copies
-            self.lut += cost.lut * copies
+            m = mantissas(values, t).ravel()
+            cost = constant_mults(m, in_bits, t.width, self.p, shared=False)
+            dsp += cost.dsp * copies
+            lut += cost.lut * copies
+            product_bits += int(np.count_nonzero(m)) * copies * (in_bits + t.width)
             delay = max(delay, cost.delay_ns)
-        self.ops.append(Op(delay, 0))
+        self._stage(dsp, lut, Op(delay, 0), product_bits)
 
     def var_mults(self, count: int, a_bits: int, b_bits: int) -> None:
+        """`count` products of two variables: one stage."""
         p = self.p
         if min(a_bits, b_bits) >= p("multiplier", "dsp_min_bits"):
-            self.dsp += count * dsp_count(a_bits, b_bits, p)
-            self.lut += count * p("multiplier", "lut_per_dsp_mult")
+            dsp = count * dsp_count(a_bits, b_bits, p)
+            lut = count * p("multiplier", "lut_per_dsp_mult")
             delay = p("timing", "dsp_mult_ns")
         else:
-            self.lut += count * a_bits * b_bits * p("multiplier", "lut_per_csd_adder_bit") / 2
+            dsp, lut = 0, count * a_bits * b_bits * p("multiplier", "lut_per_csd_adder_bit") / 2
             delay = min(a_bits, b_bits) * p("timing", "lut_mult_ns_per_adder")
-        self.ops.append(Op(delay, count * (a_bits + b_bits)))
+        bits = count * (a_bits + b_bits)
+        self._stage(dsp, lut, Op(delay, bits), bits)
 
-    def tree(self, outputs: int, terms: int, bits: int, compare: bool = False) -> None:
-        """`outputs` balanced reductions of `terms` operands each (adders, or compare-and-select)."""
+    def tree(self, outputs: int, terms: int, bits: int, *, compare: bool = False, products: bool = False) -> None:
+        """`outputs` balanced reductions of `terms` operands each (adders, or compare-and-select); the adders
+        that sum a stage's `products` are shared with its multipliers."""
         p = self.p
         if terms <= 1:
             return
         delay = p("timing", "compare_ns") if compare else adder_ns(bits, p)
         per_bit = p("pooling", "lut_per_bit_compare") if compare else p("adder", "lut_per_bit")
-        self.lut += outputs * (terms - 1) * bits * per_bit
+        self.lut += outputs * (terms - 1) * bits * per_bit / (self.reuse if products else 1)
         self.ops += [Op(delay, outputs * bits)] * math.ceil(math.log2(terms))
 
     def add(self, count: int, bits: int) -> None:
@@ -120,7 +151,9 @@ class _Cost:
             else:
                 t += op.delay_ns
         cycles += 1 if t > 0 else 0
-        return LayerEstimate(name=layer.name, class_name=layer.kind, latency_cycles=cycles, ii=1,
+        if self.reuse > 1:
+            self.notes.append(f"multipliers of each stage shared over {self.reuse} cycles")
+        return LayerEstimate(name=layer.name, class_name=layer.kind, latency_cycles=cycles, ii=self.reuse,
                              dsp=int(self.dsp), lut=round(self.lut), ff=round(ff),
                              bram=self.bram, notes=self.notes)
 
@@ -131,10 +164,10 @@ def _bits(op: Any, name: str) -> int:
 
 def estimate_dense(op: Any, design: Any, p: Any, period_ns: float) -> LayerEstimate:
     n, d_in, d_out = (int(attr_of(op, k)) for k in ("n_items", "n_in", "n_out"))
-    c = _Cost(p)
+    c = _Cost(p, op)
     in_bits, acc_bits = _bits(op, "in"), _bits(op, "in") + _bits(op, "weight") + 4
     c.const_mults([weight_of(op, "kernel")], in_bits, n)
-    c.tree(n * d_out, d_in + 1, acc_bits)
+    c.tree(n * d_out, d_in + 1, acc_bits, products=True)
     c.add(n * d_out, _bits(op, "out"))  # ReLU select and rounding
     return c.estimate(op, design, period_ns)
 
@@ -142,11 +175,11 @@ def estimate_dense(op: Any, design: Any, p: Any, period_ns: float) -> LayerEstim
 def estimate_attention(op: Any, design: Any, p: Any, period_ns: float) -> LayerEstimate:
     n, d, h = (int(attr_of(op, k)) for k in ("n_items", "n_in", "n_head"))
     b = {k: _bits(op, k) for k in ("in", "qkv", "score", "exp", "inv", "attn", "ctx", "out", "weight")}
-    c = _Cost(p)
+    c = _Cost(p, op)
     c.const_mults([weight_of(op, k) for k in ATTENTION_WEIGHTS[:6:2]], b["in"], n)  # q, k, v in parallel
-    c.tree(3 * n * h, d + 1, b["in"] + b["weight"] + 4)
+    c.tree(3 * n * h, d + 1, b["in"] + b["weight"] + 4, products=True)
     c.var_mults(n * n * h, b["qkv"], b["qkv"])  # q . k
-    c.tree(n * n, h, 2 * b["qkv"])
+    c.tree(n * n, h, 2 * b["qkv"], products=True)
     c.tree(n, n, b["score"], compare=True)  # row maximum
     c.add(n * n, b["score"] + 1)  # distance below the maximum
     c.table(n * n, int(attr_of(op, "exp_size")), b["exp"])
@@ -154,9 +187,9 @@ def estimate_attention(op: Any, design: Any, p: Any, period_ns: float) -> LayerE
     c.table(n, int(attr_of(op, "inv_size")), b["inv"])
     c.var_mults(n * n, b["exp"], b["inv"])
     c.var_mults(n * n * h, b["attn"], b["qkv"])  # attention-weighted values
-    c.tree(n * h, n, b["attn"] + b["qkv"] + 4)
+    c.tree(n * h, n, b["attn"] + b["qkv"] + 4, products=True)
     c.const_mults([weight_of(op, "kernel_o")], b["ctx"], n)
-    c.tree(n * d, h + 2, b["ctx"] + b["weight"] + 4)  # + bias + residual
+    c.tree(n * d, h + 2, b["ctx"] + b["weight"] + 4, products=True)  # + bias + residual
     return c.estimate(op, design, period_ns)
 
 
@@ -165,14 +198,14 @@ def estimate_triplets(op: Any, design: Any, p: Any, period_ns: float) -> LayerEs
     b = {k: _bits(op, k) for k in ("in", "factor", "pair", "score", "weight")}
     pairs = n * (n - 1) // 2
     triplets = n * (n - 1) * (n - 2) // 2
-    c = _Cost(p)
+    c = _Cost(p, op)
     c.const_mults([weight_of(op, k) for k in TRIPLET_WEIGHTS[::2]], b["in"], n)  # u and v of both tops
-    c.tree(4 * n * r, d + 1, b["in"] + b["weight"] + 4)
+    c.tree(4 * n * r, d + 1, b["in"] + b["weight"] + 4, products=True)
     c.var_mults(2 * pairs * r, b["factor"], b["factor"])  # v_q v_q'
     c.var_mults(2 * triplets * r, b["factor"], b["pair"])  # u_b (v_q v_q')
-    c.tree(2 * triplets, r, b["factor"] + b["pair"] + 4)
+    c.tree(2 * triplets, r, b["factor"] + b["pair"] + 4, products=True)
     c.tree(2, triplets, b["score"] + 12, compare=True)  # argmax carrying the three indices
-    c.notes.append(f"{2 * triplets} triplets scored in parallel (rank {r}); argmax over {triplets} per top")
+    c.notes.append(f"{2 * triplets} triplets scored (rank {r}); argmax over {triplets} per top")
     return c.estimate(op, design, period_ns)
 
 

@@ -24,6 +24,7 @@ from trigger.design.spanet import (
     TRIPLET_WEIGHTS,
     attention_types,
     dense_types,
+    reuse_factor,
     softmax_tables,
     triplet_types,
 )
@@ -141,6 +142,18 @@ class FxTripletArgmaxHLS(_FxLayerHLS):
                                "bias" if name.startswith("bias") else "weight")
 
 
+def _sharing(node: _FxLayerHLS, weights: dict[str, tuple[str, int | None]]) -> str:
+    """Config lines of resource sharing: the reuse factor hls4ml gave the layer (`LayerName.<name>.ReuseFactor`,
+    else the model's) and, per constant weight array (`weights`: member -> (weight, top or None)), its
+    non-zero weights, which set how many multipliers the C++ stages share (multiplications by 0 are removed)."""
+    lines = [f"    static const unsigned reuse_factor = {reuse_factor(node.get_attr('reuse_factor'), node.name)};\n"]
+    for member, (name, top) in weights.items():
+        data = np.asarray(node.get_weights(name).data)
+        count = np.count_nonzero(data if top is None else data.reshape(2, -1)[top])
+        lines.append(f"    static const unsigned {member} = {count};\n")
+    return "".join(lines)
+
+
 def _typedefs(types: dict[str, Fx | str]) -> str:
     """Typedefs of design types (declared results with AP_RND, AP_SAT; exact accumulators with the default
     truncate/wrap modes, spelt without them) or of hls4ml type names."""
@@ -162,6 +175,7 @@ class FxDenseConfig(LayerConfigTemplate):
                 f"    static const unsigned n_in = {n_in};\n"
                 f"    static const unsigned n_out = {node.get_attr('n_out')};\n"
                 f"    static const bool relu = {'true' if node.get_attr('relu') else 'false'};\n"
+                f"{_sharing(node, {'n_nonzero': ('kernel', None)})}"
                 f"{_typedefs(types)}}};\n")
 
 
@@ -186,6 +200,7 @@ class FxSelfAttentionConfig(LayerConfigTemplate):
                 f"    static const unsigned exp_size = {node.get_attr('exp_size')};\n"
                 f"    static const unsigned inv_frac = {node.get_attr('inv_frac')};\n"
                 f"    static const unsigned inv_size = {node.get_attr('inv_size')};\n"
+                f"{_sharing(node, {f'nonzero_{c}': (f'kernel_{c}', None) for c in 'qkvo'})}"
                 f"{_typedefs(types)}}};\n")
 
 
@@ -205,6 +220,7 @@ class FxTripletArgmaxConfig(LayerConfigTemplate):
                 f"    static const unsigned n_items = {node.get_attr('n_items')};\n"
                 f"    static const unsigned n_in = {d};\n"
                 f"    static const unsigned n_rank = {r};\n"
+                f"{_sharing(node, {f'nonzero_{c}{t}': (f'kernel_{c}', t) for c in 'bp' for t in (0, 1)})}"
                 f"{_typedefs(types)}}};\n")
 
 

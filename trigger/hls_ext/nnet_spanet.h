@@ -2,12 +2,77 @@
 // softmax, and the symmetric triplet scoring with its argmax. Each function is bit-exact with its kernel in
 // the design interpreter (trigger/design/spanet.py): accumulators (acc_t types) are wide enough to be exact,
 // and every rounding happens in a cast to a type declared with AP_RND, AP_SAT in the layer's config struct.
+//
+// Resource sharing, CONFIG_T::reuse_factor = R: every multiplying stage (the projections, the attention's
+// scores, softmax weights and context, the triplet head's pair and triplet products) is its own pipeline of
+// interval R whose multipliers are limited to ceil(products / R), as in hls4ml's dense_latency, so each
+// multiplier serves R products per event and the layer takes an event every R cycles. R changes no
+// arithmetic: the accumulators are exact, so the order of a sum does not matter.
 #ifndef NNET_SPANET_H_
 #define NNET_SPANET_H_
 
 #include "nnet_common.h"
 
 namespace nnet {
+
+// Multipliers of a stage of `products` multiplications shared over `reuse` cycles (at least one).
+constexpr unsigned fx_multipliers(unsigned products, unsigned reuse) {
+    return products > reuse ? (products + reuse - 1) / reuse : 1;
+}
+
+// acc[m][p] += sum_k a[m][k] * b[k * P + p], in the exact accumulator type acc_T.
+template <class a_T, class b_T, class acc_T, unsigned M, unsigned K, unsigned P>
+void fx_mac(a_T a[M][K], b_T b[K * P], acc_T acc[M][P]) {
+    #pragma HLS INLINE
+    for (unsigned m = 0; m < M; m++) {
+        #pragma HLS UNROLL
+        for (unsigned p = 0; p < P; p++) {
+            #pragma HLS UNROLL
+            acc_T sum = acc[m][p];
+            for (unsigned k = 0; k < K; k++) {
+                #pragma HLS UNROLL
+                sum += a[m][k] * b[k * P + p];
+            }
+            acc[m][p] = sum;
+        }
+    }
+}
+
+// Projection by constant weights, acc[j][o] += sum_i x[j][i] * w[i * D_OUT + o] (acc holds the bias, or the
+// bias and a residual): a stage at interval R. Multiplications by zero weights are removed, so the N items
+// times the NZ non-zero weights set the multipliers.
+template <class x_T, class w_T, class acc_T, unsigned N, unsigned D_IN, unsigned D_OUT, unsigned R, unsigned NZ>
+void fx_project(x_T x[N][D_IN], w_T w[D_IN * D_OUT], acc_T acc[N][D_OUT]) {
+    #pragma HLS PIPELINE II=R
+    #pragma HLS function_instantiate variable=w
+    const unsigned limit = fx_multipliers(N * NZ, R);
+    #pragma HLS ALLOCATION operation instances=mul limit=limit
+    fx_mac<x_T, w_T, acc_T, N, D_IN, D_OUT>(x, w, acc);
+}
+
+// Product of two variable matrices, acc[m][p] += sum_k a[m][k] * b[k * P + p]: a stage at interval R.
+template <class a_T, class b_T, class acc_T, unsigned M, unsigned K, unsigned P, unsigned R>
+void fx_matmul(a_T a[M][K], b_T b[K * P], acc_T acc[M][P]) {
+    #pragma HLS PIPELINE II=R
+    const unsigned limit = fx_multipliers(M * K * P, R);
+    #pragma HLS ALLOCATION operation instances=mul limit=limit
+    fx_mac<a_T, b_T, acc_T, M, K, P>(a, b, acc);
+}
+
+// y[m][p] = y_T(e[m][p] * s[m]), each row scaled by its own factor: a stage at interval R.
+template <class e_T, class s_T, class y_T, unsigned M, unsigned P, unsigned R>
+void fx_scale_rows(e_T e[M][P], s_T s[M], y_T y[M][P]) {
+    #pragma HLS PIPELINE II=R
+    const unsigned limit = fx_multipliers(M * P, R);
+    #pragma HLS ALLOCATION operation instances=mul limit=limit
+    for (unsigned m = 0; m < M; m++) {
+        #pragma HLS UNROLL
+        for (unsigned p = 0; p < P; p++) {
+            #pragma HLS UNROLL
+            y[m][p] = e[m][p] * s[m];
+        }
+    }
+}
 
 // out[j][o] = out_t(relu?(sum_i in_t(x[j][i]) * w[i][o] + b[o]))
 template <class data_T, class res_T, typename CONFIG_T>
@@ -17,42 +82,37 @@ void fx_dense(data_T data[CONFIG_T::n_items * CONFIG_T::n_in], res_T res[CONFIG_
     #pragma HLS INLINE
     #pragma HLS ARRAY_PARTITION variable=weights complete
     #pragma HLS ARRAY_PARTITION variable=biases complete
-Items:
-    for (unsigned j = 0; j < CONFIG_T::n_items; j++) {
-        #pragma HLS UNROLL
-        typename CONFIG_T::in_t x[CONFIG_T::n_in];
-        for (unsigned i = 0; i < CONFIG_T::n_in; i++) {
-            #pragma HLS UNROLL
-            x[i] = data[j * CONFIG_T::n_in + i];
-        }
-    Outputs:
-        for (unsigned o = 0; o < CONFIG_T::n_out; o++) {
-            #pragma HLS UNROLL
-            typename CONFIG_T::acc_t acc = biases[o];
-            for (unsigned i = 0; i < CONFIG_T::n_in; i++) {
-                #pragma HLS UNROLL
-                acc += x[i] * weights[i * CONFIG_T::n_out + o];
-            }
-            if (CONFIG_T::relu && acc < 0) acc = 0;
-            res[j * CONFIG_T::n_out + o] = (typename CONFIG_T::out_t)acc;
-        }
-    }
-}
+    const unsigned N = CONFIG_T::n_items;
+    const unsigned D = CONFIG_T::n_in;
+    const unsigned O = CONFIG_T::n_out;
+    typedef typename CONFIG_T::acc_t acc_t;
 
-// Projection of all items: y[j][o] = y_T(b[o] + sum_i x[j][i] * w[i][o]) with acc_T exact.
-template <class x_T, class y_T, class w_T, class b_T, class acc_T, unsigned N, unsigned D_IN, unsigned D_OUT>
-void fx_project(x_T x[N][D_IN], y_T y[N][D_OUT], w_T w[D_IN * D_OUT], b_T b[D_OUT]) {
-    #pragma HLS INLINE
+    typename CONFIG_T::in_t x[N][D];
+    acc_t acc[N][O];
+    #pragma HLS ARRAY_PARTITION variable=x complete dim=0
+    #pragma HLS ARRAY_PARTITION variable=acc complete dim=0
+Items:
     for (unsigned j = 0; j < N; j++) {
         #pragma HLS UNROLL
-        for (unsigned o = 0; o < D_OUT; o++) {
+        for (unsigned i = 0; i < D; i++) {
             #pragma HLS UNROLL
-            acc_T acc = b[o];
-            for (unsigned i = 0; i < D_IN; i++) {
-                #pragma HLS UNROLL
-                acc += x[j][i] * w[i * D_OUT + o];
-            }
-            y[j][o] = (y_T)acc;
+            x[j][i] = data[j * D + i];
+        }
+        for (unsigned o = 0; o < O; o++) {
+            #pragma HLS UNROLL
+            acc[j][o] = biases[o];
+        }
+    }
+    fx_project<typename CONFIG_T::in_t, typename CONFIG_T::weight_t, acc_t, N, D, O, CONFIG_T::reuse_factor,
+               CONFIG_T::n_nonzero>(x, weights, acc);
+Outputs:
+    for (unsigned j = 0; j < N; j++) {
+        #pragma HLS UNROLL
+        for (unsigned o = 0; o < O; o++) {
+            #pragma HLS UNROLL
+            acc_t sum = acc[j][o];
+            if (CONFIG_T::relu && sum < 0) sum = 0;
+            res[j * O + o] = (typename CONFIG_T::out_t)sum;
         }
     }
 }
@@ -75,13 +135,22 @@ void fx_self_attention(data_T data[CONFIG_T::n_items * CONFIG_T::n_in], mask_T m
     const unsigned N = CONFIG_T::n_items;
     const unsigned D = CONFIG_T::n_in;
     const unsigned H = CONFIG_T::n_head;
+    const unsigned R = CONFIG_T::reuse_factor;
     typedef typename CONFIG_T::in_t in_t;
+    typedef typename CONFIG_T::weight_t weight_t;
+    typedef typename CONFIG_T::proj_acc_t proj_acc_t;
     typedef typename CONFIG_T::qkv_t qkv_t;
     typedef typename CONFIG_T::score_t score_t;
+    typedef typename CONFIG_T::exp_table_t exp_table_t;
+    typedef typename CONFIG_T::inv_table_t inv_table_t;
 
     in_t x[N][D];
     #pragma HLS ARRAY_PARTITION variable=x complete dim=0
     bool valid[N];
+    proj_acc_t qa[N][H], ka[N][H], va[N][H];
+    #pragma HLS ARRAY_PARTITION variable=qa complete dim=0
+    #pragma HLS ARRAY_PARTITION variable=ka complete dim=0
+    #pragma HLS ARRAY_PARTITION variable=va complete dim=0
     for (unsigned j = 0; j < N; j++) {
         #pragma HLS UNROLL
         valid[j] = mask[j] > 0;
@@ -89,30 +158,49 @@ void fx_self_attention(data_T data[CONFIG_T::n_items * CONFIG_T::n_in], mask_T m
             #pragma HLS UNROLL
             x[j][i] = data[j * D + i];
         }
+        for (unsigned c = 0; c < H; c++) {
+            #pragma HLS UNROLL
+            qa[j][c] = bq[c];
+            ka[j][c] = bk[c];
+            va[j][c] = bv[c];
+        }
     }
-    qkv_t q[N][H], k[N][H], v[N][H];
+    fx_project<in_t, weight_t, proj_acc_t, N, D, H, R, CONFIG_T::nonzero_q>(x, wq, qa);
+    fx_project<in_t, weight_t, proj_acc_t, N, D, H, R, CONFIG_T::nonzero_k>(x, wk, ka);
+    fx_project<in_t, weight_t, proj_acc_t, N, D, H, R, CONFIG_T::nonzero_v>(x, wv, va);
+    // q, and k transposed and v flattened as the right operands of the products below
+    qkv_t q[N][H], kt[H * N], v[N * H];
     #pragma HLS ARRAY_PARTITION variable=q complete dim=0
-    #pragma HLS ARRAY_PARTITION variable=k complete dim=0
-    #pragma HLS ARRAY_PARTITION variable=v complete dim=0
-    fx_project<in_t, qkv_t, typename CONFIG_T::weight_t, typename CONFIG_T::bias_t, typename CONFIG_T::proj_acc_t,
-               N, D, H>(x, q, wq, bq);
-    fx_project<in_t, qkv_t, typename CONFIG_T::weight_t, typename CONFIG_T::bias_t, typename CONFIG_T::proj_acc_t,
-               N, D, H>(x, k, wk, bk);
-    fx_project<in_t, qkv_t, typename CONFIG_T::weight_t, typename CONFIG_T::bias_t, typename CONFIG_T::proj_acc_t,
-               N, D, H>(x, v, wv, bv);
+    #pragma HLS ARRAY_PARTITION variable=kt complete
+    #pragma HLS ARRAY_PARTITION variable=v complete
+    typename CONFIG_T::score_acc_t sa[N][N];
+    #pragma HLS ARRAY_PARTITION variable=sa complete dim=0
+    for (unsigned j = 0; j < N; j++) {
+        #pragma HLS UNROLL
+        for (unsigned c = 0; c < H; c++) {
+            #pragma HLS UNROLL
+            q[j][c] = (qkv_t)qa[j][c];
+            kt[c * N + j] = (qkv_t)ka[j][c];
+            v[j * H + c] = (qkv_t)va[j][c];
+        }
+        for (unsigned b = 0; b < N; b++) {
+            #pragma HLS UNROLL
+            sa[j][b] = 0;
+        }
+    }
+    fx_matmul<qkv_t, qkv_t, typename CONFIG_T::score_acc_t, N, H, N, R>(q, kt, sa);
 
+    exp_table_t e[N][N];
+    inv_table_t inv[N];
+    #pragma HLS ARRAY_PARTITION variable=e complete dim=0
+    #pragma HLS ARRAY_PARTITION variable=inv complete
 Queries:
     for (unsigned a = 0; a < N; a++) {
         #pragma HLS UNROLL
         score_t s[N];
         for (unsigned b = 0; b < N; b++) {
             #pragma HLS UNROLL
-            typename CONFIG_T::score_acc_t acc = 0;
-            for (unsigned c = 0; c < H; c++) {
-                #pragma HLS UNROLL
-                acc += q[a][c] * k[b][c];
-            }
-            s[b] = (score_t)acc;
+            s[b] = (score_t)sa[a][b];
         }
         // Row maximum over valid keys (0 when there is none).
         bool any = false;
@@ -124,46 +212,60 @@ Queries:
                 any = true;
             }
         }
-        typename CONFIG_T::exp_table_t e[N];
         typename CONFIG_T::sum_t total = 0;
         for (unsigned b = 0; b < N; b++) {
             #pragma HLS UNROLL
             typename CONFIG_T::dist_t dist = row_max - s[b];
             int index = (dist * (1 << CONFIG_T::exp_frac)).to_int();
             if (index > (int)CONFIG_T::exp_size - 1) index = CONFIG_T::exp_size - 1;
-            e[b] = valid[b] ? exp_table[index] : (typename CONFIG_T::exp_table_t)0;
-            total += e[b];
+            e[a][b] = valid[b] ? exp_table[index] : (exp_table_t)0;
+            total += e[a][b];
         }
         int inv_index = 0;
         if (total >= 1) {
             inv_index = ((total - 1) * (1 << CONFIG_T::inv_frac)).to_int();
             if (inv_index > (int)CONFIG_T::inv_size - 1) inv_index = CONFIG_T::inv_size - 1;
         }
-        typename CONFIG_T::inv_table_t inv = inv_table[inv_index];
-        typename CONFIG_T::attn_t attn[N];
-        for (unsigned b = 0; b < N; b++) {
-            #pragma HLS UNROLL
-            attn[b] = e[b] * inv;
-        }
-        typename CONFIG_T::ctx_t ctx[H];
+        inv[a] = inv_table[inv_index];
+    }
+    typename CONFIG_T::attn_t attn[N][N];
+    #pragma HLS ARRAY_PARTITION variable=attn complete dim=0
+    fx_scale_rows<exp_table_t, inv_table_t, typename CONFIG_T::attn_t, N, N, R>(e, inv, attn);
+
+    typename CONFIG_T::ctx_acc_t ca[N][H];
+    #pragma HLS ARRAY_PARTITION variable=ca complete dim=0
+    for (unsigned a = 0; a < N; a++) {
+        #pragma HLS UNROLL
         for (unsigned c = 0; c < H; c++) {
             #pragma HLS UNROLL
-            typename CONFIG_T::ctx_acc_t acc = 0;
-            for (unsigned b = 0; b < N; b++) {
-                #pragma HLS UNROLL
-                acc += attn[b] * v[b][c];
-            }
-            ctx[c] = acc;
+            ca[a][c] = 0;
+        }
+    }
+    fx_matmul<typename CONFIG_T::attn_t, qkv_t, typename CONFIG_T::ctx_acc_t, N, N, H, R>(attn, v, ca);
+
+    typename CONFIG_T::ctx_t ctx[N][H];
+    typename CONFIG_T::out_acc_t oa[N][D];
+    #pragma HLS ARRAY_PARTITION variable=ctx complete dim=0
+    #pragma HLS ARRAY_PARTITION variable=oa complete dim=0
+    for (unsigned a = 0; a < N; a++) {
+        #pragma HLS UNROLL
+        for (unsigned c = 0; c < H; c++) {
+            #pragma HLS UNROLL
+            ctx[a][c] = ca[a][c];
         }
         for (unsigned i = 0; i < D; i++) {
             #pragma HLS UNROLL
-            typename CONFIG_T::out_acc_t acc = bo[i];
-            acc += x[a][i];
-            for (unsigned c = 0; c < H; c++) {
-                #pragma HLS UNROLL
-                acc += ctx[c] * wo[c * D + i];
-            }
-            res[a * D + i] = (typename CONFIG_T::out_t)acc;
+            oa[a][i] = bo[i];
+            oa[a][i] += x[a][i];
+        }
+    }
+    fx_project<typename CONFIG_T::ctx_t, weight_t, typename CONFIG_T::out_acc_t, N, H, D, R, CONFIG_T::nonzero_o>(
+        ctx, wo, oa);
+    for (unsigned a = 0; a < N; a++) {
+        #pragma HLS UNROLL
+        for (unsigned i = 0; i < D; i++) {
+            #pragma HLS UNROLL
+            res[a * D + i] = (typename CONFIG_T::out_t)oa[a][i];
         }
     }
 }
@@ -199,8 +301,114 @@ bool fx_triplet_scan(typename CONFIG_T::score_t scores[CONFIG_T::n_items][CONFIG
     return found;
 }
 
+// p[(j, k)][r] = p_T(v[j][r] * v[k][r]) for the pairs j < k in (j, k) order: a stage at interval R.
+template <class v_T, class p_T, unsigned N, unsigned RANK, unsigned R>
+void fx_pair_products(v_T v[N][RANK], p_T p[N * (N - 1) / 2][RANK]) {
+    #pragma HLS PIPELINE II=R
+    const unsigned limit = fx_multipliers(N * (N - 1) / 2 * RANK, R);
+    #pragma HLS ALLOCATION operation instances=mul limit=limit
+    unsigned pair = 0;
+    for (unsigned j = 0; j < N; j++) {
+        #pragma HLS UNROLL
+        for (unsigned k = j + 1; k < N; k++) {
+            #pragma HLS UNROLL
+            for (unsigned r = 0; r < RANK; r++) {
+                #pragma HLS UNROLL
+                p[pair][r] = v[j][r] * v[k][r];
+            }
+            pair++;
+        }
+    }
+}
+
+// s[T][i][j][k] = s_T(sum_r u[i][r] * p[(j, k)][r]) for j < k and i distinct from both (the only entries the
+// scan reads): a stage at interval R.
+template <class u_T, class p_T, class acc_T, class s_T, unsigned N, unsigned RANK, unsigned R, unsigned T>
+void fx_triplet_products(u_T u[N][RANK], p_T p[N * (N - 1) / 2][RANK], s_T s[2][N][N][N]) {
+    #pragma HLS PIPELINE II=R
+    const unsigned limit = fx_multipliers(N * (N - 1) * (N - 2) / 2 * RANK, R);
+    #pragma HLS ALLOCATION operation instances=mul limit=limit
+    for (unsigned i = 0; i < N; i++) {
+        #pragma HLS UNROLL
+        unsigned pair = 0;
+        for (unsigned j = 0; j < N; j++) {
+            #pragma HLS UNROLL
+            for (unsigned k = j + 1; k < N; k++) {
+                #pragma HLS UNROLL
+                if (i != j && i != k) {
+                    acc_T acc = 0;
+                    for (unsigned r = 0; r < RANK; r++) {
+                        #pragma HLS UNROLL
+                        acc += u[i][r] * p[pair][r];
+                    }
+                    s[T][i][j][k] = acc;
+                }
+                pair++;
+            }
+        }
+    }
+}
+
+// Top T's factors u = x Wb_T + bb_T and v = x Wp_T + bp_T (NZ_B, NZ_P non-zero weights), its pair products
+// and its triplet scores into scores[T]: three stages at interval reuse_factor.
+template <typename CONFIG_T, unsigned T, unsigned NZ_B, unsigned NZ_P>
+void fx_triplet_top(typename CONFIG_T::in_t x[CONFIG_T::n_items][CONFIG_T::n_in],
+                    typename CONFIG_T::weight_t wb[2 * CONFIG_T::n_in * CONFIG_T::n_rank],
+                    typename CONFIG_T::bias_t bb[2 * CONFIG_T::n_rank],
+                    typename CONFIG_T::weight_t wp[2 * CONFIG_T::n_in * CONFIG_T::n_rank],
+                    typename CONFIG_T::bias_t bp[2 * CONFIG_T::n_rank],
+                    typename CONFIG_T::score_t scores[2][CONFIG_T::n_items][CONFIG_T::n_items][CONFIG_T::n_items]) {
+    #pragma HLS INLINE
+    const unsigned N = CONFIG_T::n_items;
+    const unsigned D = CONFIG_T::n_in;
+    const unsigned RANK = CONFIG_T::n_rank;
+    const unsigned R = CONFIG_T::reuse_factor;
+    typedef typename CONFIG_T::weight_t weight_t;
+    typedef typename CONFIG_T::proj_acc_t proj_acc_t;
+    typedef typename CONFIG_T::factor_t factor_t;
+    typedef typename CONFIG_T::pair_t pair_t;
+
+    weight_t wbt[D * RANK], wpt[D * RANK];
+    #pragma HLS ARRAY_PARTITION variable=wbt complete
+    #pragma HLS ARRAY_PARTITION variable=wpt complete
+    for (unsigned i = 0; i < D * RANK; i++) {
+        #pragma HLS UNROLL
+        wbt[i] = wb[T * D * RANK + i];
+        wpt[i] = wp[T * D * RANK + i];
+    }
+    proj_acc_t ua[N][RANK], va[N][RANK];
+    #pragma HLS ARRAY_PARTITION variable=ua complete dim=0
+    #pragma HLS ARRAY_PARTITION variable=va complete dim=0
+    for (unsigned j = 0; j < N; j++) {
+        #pragma HLS UNROLL
+        for (unsigned r = 0; r < RANK; r++) {
+            #pragma HLS UNROLL
+            ua[j][r] = bb[T * RANK + r];
+            va[j][r] = bp[T * RANK + r];
+        }
+    }
+    fx_project<typename CONFIG_T::in_t, weight_t, proj_acc_t, N, D, RANK, R, NZ_B>(x, wbt, ua);
+    fx_project<typename CONFIG_T::in_t, weight_t, proj_acc_t, N, D, RANK, R, NZ_P>(x, wpt, va);
+    factor_t u[N][RANK], v[N][RANK];
+    #pragma HLS ARRAY_PARTITION variable=u complete dim=0
+    #pragma HLS ARRAY_PARTITION variable=v complete dim=0
+    for (unsigned j = 0; j < N; j++) {
+        #pragma HLS UNROLL
+        for (unsigned r = 0; r < RANK; r++) {
+            #pragma HLS UNROLL
+            u[j][r] = (factor_t)ua[j][r];
+            v[j][r] = (factor_t)va[j][r];
+        }
+    }
+    pair_t p[N * (N - 1) / 2][RANK];
+    #pragma HLS ARRAY_PARTITION variable=p complete dim=0
+    fx_pair_products<factor_t, pair_t, N, RANK, R>(v, p);
+    fx_triplet_products<factor_t, pair_t, typename CONFIG_T::score_acc_t, typename CONFIG_T::score_t, N, RANK, R, T>(
+        u, p, scores);
+}
+
 // Symmetric triplet scores S[t][i][j][k] = sum_r u[t][i][r] * pair_t(v[t][j][r] * v[t][k][r]) over valid,
-// distinct triplets with j < k, then the greedy two-top decoding of spanet.greedy_assign:
+// distinct triplets with j < k (fx_triplet_top), then the greedy two-top decoding of spanet.greedy_assign:
 // res = (b, q, q', score) for t = 0, 1.
 template <class data_T, class mask_T, class res_T, typename CONFIG_T>
 void fx_triplet_argmax(data_T data[CONFIG_T::n_items * CONFIG_T::n_in], mask_T mask[CONFIG_T::n_items],
@@ -212,13 +420,9 @@ void fx_triplet_argmax(data_T data[CONFIG_T::n_items * CONFIG_T::n_in], mask_T m
     #pragma HLS INLINE
     const unsigned N = CONFIG_T::n_items;
     const unsigned D = CONFIG_T::n_in;
-    const unsigned R = CONFIG_T::n_rank;
-    typedef typename CONFIG_T::in_t in_t;
-    typedef typename CONFIG_T::factor_t factor_t;
-    typedef typename CONFIG_T::pair_t pair_t;
     typedef typename CONFIG_T::score_t score_t;
 
-    in_t x[N][D];
+    typename CONFIG_T::in_t x[N][D];
     #pragma HLS ARRAY_PARTITION variable=x complete dim=0
     bool valid[N];
     for (unsigned j = 0; j < N; j++) {
@@ -243,34 +447,8 @@ void fx_triplet_argmax(data_T data[CONFIG_T::n_items * CONFIG_T::n_in], mask_T m
     }
     score_t scores[2][N][N][N];
     #pragma HLS ARRAY_PARTITION variable=scores complete dim=0
-Tops:
-    for (unsigned t = 0; t < 2; t++) {
-        #pragma HLS UNROLL
-        factor_t u[N][R], v[N][R];
-        #pragma HLS ARRAY_PARTITION variable=u complete dim=0
-        #pragma HLS ARRAY_PARTITION variable=v complete dim=0
-        fx_project<in_t, factor_t, typename CONFIG_T::weight_t, typename CONFIG_T::bias_t,
-                   typename CONFIG_T::proj_acc_t, N, D, R>(x, u, wb + t * D * R, bb + t * R);
-        fx_project<in_t, factor_t, typename CONFIG_T::weight_t, typename CONFIG_T::bias_t,
-                   typename CONFIG_T::proj_acc_t, N, D, R>(x, v, wp + t * D * R, bp + t * R);
-        for (unsigned i = 0; i < N; i++) {
-            #pragma HLS UNROLL
-            for (unsigned j = 0; j < N; j++) {
-                #pragma HLS UNROLL
-                for (unsigned k = j + 1; k < N; k++) {
-                    #pragma HLS UNROLL
-                    if (i == j || i == k) continue;
-                    typename CONFIG_T::score_acc_t acc = 0;
-                    for (unsigned r = 0; r < R; r++) {
-                        #pragma HLS UNROLL
-                        pair_t p = v[j][r] * v[k][r];
-                        acc += u[i][r] * p;
-                    }
-                    scores[t][i][j][k] = acc;
-                }
-            }
-        }
-    }
+    fx_triplet_top<CONFIG_T, 0, CONFIG_T::nonzero_b0, CONFIG_T::nonzero_p0>(x, wb, bb, wp, bp, scores);
+    fx_triplet_top<CONFIG_T, 1, CONFIG_T::nonzero_b1, CONFIG_T::nonzero_p1>(x, wb, bb, wp, bp, scores);
     score_t best[2];
     int bi[2] = {-1, -1}, bj[2] = {-1, -1}, bk[2] = {-1, -1};
     bool found[2];
