@@ -39,12 +39,43 @@ TRIPLET_BLOCK = 1024  # events per block of the triplet kernel: its scores are n
 WeightSpec = Mapping[str, tuple[np.ndarray, Fx]]
 
 
+def _count(value: Any, where: str, what: str) -> int:
+    """An integer attribute >= 1 of an op, or one line naming it (a design file may hold anything)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InputError(f"{where}: {what} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
 def reuse_factor(value: Any, where: str) -> int:
     """An op's reuse factor, validated: the C++ shares each multiplying stage's multipliers over that many
     cycles (its interval); it changes no arithmetic, so the kernels ignore it and only the estimate reads it."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise InputError(f"{where}: reuse_factor must be an integer >= 1, got {value!r}")
-    return int(value)
+    return _count(value, where, "reuse_factor")
+
+
+def attention_heads(attrs: Mapping[str, Any], where: str) -> int:
+    """An attention op's number of heads, validated; designs saved before multi-head attention have no
+    `heads` attribute and one head."""
+    return _count(attrs.get("heads", 1), where, "heads")
+
+
+def split_heads(x: np.ndarray, heads: int) -> np.ndarray:
+    """(..., n, heads * h) -> (..., heads, n, h): each head's columns, as the C++ indexes them."""
+    *lead, n, columns = x.shape
+    return np.moveaxis(x.reshape(*lead, n, heads, columns // heads), -2, -3)
+
+
+def merge_heads(x: np.ndarray) -> np.ndarray:
+    """(..., heads, n, h) -> (..., n, heads * h): the heads' contexts concatenated, head 0 first."""
+    *lead, heads, n, h = x.shape
+    return np.moveaxis(x, -3, -2).reshape(*lead, n, heads * h)
+
+
+def attention_shapes(d: int, head_dim: int, heads: int) -> dict[str, tuple[int, ...]]:
+    """Shapes of the attention weights: q, k, v hold `heads` blocks of `head_dim` columns (head h's are
+    columns h*head_dim to (h+1)*head_dim), Wo the same rows; one head is the single-head layout."""
+    h = heads * head_dim
+    return {"kernel_q": (d, h), "bias_q": (h,), "kernel_k": (d, h), "bias_k": (h,), "kernel_v": (d, h),
+            "bias_v": (h,), "kernel_o": (h, d), "bias_o": (d,)}
 
 
 def config_spec(t: Fx) -> list[Any]:
@@ -63,9 +94,11 @@ def dense_types(declared: Mapping[str, Fx], n_in: int) -> dict[str, Fx]:
     return {**{k: d[k] for k in DENSE_TYPES}, "acc": sum_type(d["in"], d["weight"], n_in, d["bias"])}
 
 
-def attention_types(declared: Mapping[str, Fx], n_items: int, n_in: int, n_head: int) -> dict[str, Fx]:
-    """The declared types plus the C++'s exact accumulators: projections, scores, context, output (bias,
-    residual and context products), distances below the row maximum and row sums of exp-table entries."""
+def attention_types(declared: Mapping[str, Fx], n_items: int, n_in: int, n_head: int,
+                    heads: int = 1) -> dict[str, Fx]:
+    """The declared types plus the C++'s exact accumulators: projections, scores and context (per head of
+    width `n_head`), output (bias, residual and the context products of all `heads`), distances below the row
+    maximum and row sums of exp-table entries."""
     d = declared
     log_n = math.ceil(math.log2(n_items))
     score, exp = d["score"], d["exp"]
@@ -73,7 +106,7 @@ def attention_types(declared: Mapping[str, Fx], n_items: int, n_in: int, n_head:
             "proj_acc": sum_type(d["in"], d["weight"], n_in, d["bias"]),
             "score_acc": sum_type(d["qkv"], d["qkv"], n_head),
             "ctx_acc": sum_type(d["attn"], d["qkv"], n_items),
-            "out_acc": sum_type(d["ctx"], d["weight"], n_head, union_type(d["in"], d["bias"])),
+            "out_acc": sum_type(d["ctx"], d["weight"], heads * n_head, union_type(d["in"], d["bias"])),
             "dist": Fx(score.width + 1, score.integer + 1, False),
             "sum": Fx(exp.width + log_n + 1, exp.integer + log_n + 1, False)}
 
@@ -121,17 +154,24 @@ def dense_op(name: str, inputs: list[str], output: Tensor, declared: Mapping[str
 
 
 def attention_op(name: str, inputs: list[str], output: Tensor, declared: Mapping[str, Fx], weights: WeightSpec,
-                 *, exp_frac: int, inv_frac: int, reuse: int = 1, source: str = "") -> Op:
-    """Masked one-head self-attention with a table softmax and a residual: [(n, d), (n,)] -> (n, d).
-    `weights` holds the projections and the two softmax tables."""
+                 *, exp_frac: int, inv_frac: int, heads: int = 1, reuse: int = 1, source: str = "") -> Op:
+    """Masked multi-head self-attention with a table softmax and a residual: [(n, d), (n,)] -> (n, d).
+    `weights` holds the projections (q, k, v: `heads` blocks of columns, head h's are columns h*n_head to
+    (h+1)*n_head; Wo: the same rows) and the two softmax tables. `n_head` is the width of one head."""
     values, types = _weights(weights)
     n_items, n_in = output.shape
-    n_head = values["kernel_q"].shape[1]
-    return Op("fx_attention", name, list(inputs), output, types=attention_types(declared, n_items, n_in, n_head),
-              weights=values, weight_types=types,
-              attrs={"n_items": n_items, "n_in": n_in, "n_head": n_head, "exp_frac": int(exp_frac),
-                     "exp_size": len(values["exp_table"]), "inv_frac": int(inv_frac),
-                     "inv_size": len(values["inv_table"]), "reuse_factor": reuse_factor(reuse, source or name)},
+    where = source or name
+    heads = _count(heads, where, "heads")
+    columns = values["kernel_q"].shape[1]
+    if columns % heads or values["kernel_o"].shape[0] != columns:
+        raise InputError(f"{where}: {columns} projection columns and {values['kernel_o'].shape[0]} output-"
+                         f"projection rows do not split into {heads} heads")
+    n_head = columns // heads
+    return Op("fx_attention", name, list(inputs), output,
+              types=attention_types(declared, n_items, n_in, n_head, heads), weights=values, weight_types=types,
+              attrs={"n_items": n_items, "n_in": n_in, "n_head": n_head, "heads": heads,
+                     "exp_frac": int(exp_frac), "exp_size": len(values["exp_table"]), "inv_frac": int(inv_frac),
+                     "inv_size": len(values["inv_table"]), "reuse_factor": reuse_factor(reuse, where)},
               source=source)
 
 
@@ -185,7 +225,8 @@ def fx_dense(op: Op, args: list[np.ndarray], arg_types: list[Fx]) -> np.ndarray:
 
 @kernel("fx_attention")
 def fx_attention(op: Op, args: list[np.ndarray], arg_types: list[Fx]) -> np.ndarray:
-    """(B, n, d) x (B, n) -> (B, n, d): x + Wo . softmax_masked(q k^T) v + bo, every step on its type.
+    """(B, n, d) x (B, n) -> (B, n, d): x + Wo . concat_h(softmax_masked(q_h k_h^T) v_h) + bo, every step on
+    its type; each head h has its own q, k, v columns and its own table softmax.
 
     No 1/sqrt(h) scale (training learns it into kernel_q). A query row without a valid key has the row
     maximum 0 and attends to nothing.
@@ -194,18 +235,18 @@ def fx_attention(op: Op, args: list[np.ndarray], arg_types: list[Fx]) -> np.ndar
     qkv, score_t, attn_t, ctx_t = t["qkv"], t["score"], t["attn"], t["ctx"]
     exp_t, inv_t = op.weight_types["exp_table"], op.weight_types["inv_table"]
     wo_t, bo_t = op.weight_types["kernel_o"], op.weight_types["bias_o"]
-    n, h = a["n_items"], a["n_head"]
+    n, h, heads = a["n_items"], a["n_head"], attention_heads(a, op.source or op.name)
     _require_exact_sum(op, "score_acc", h * magnitude(qkv) ** 2, 2 * qkv.frac)
     require_exact(op, 2 * magnitude(score_t), score_t.frac)  # distances below the row maximum
     _require_exact_sum(op, "sum", n * magnitude(exp_t), exp_t.frac, signed=False)
     require_exact(op, magnitude(exp_t) * magnitude(inv_t), exp_t.frac + inv_t.frac)
     _require_exact_sum(op, "ctx_acc", n * magnitude(attn_t) * magnitude(qkv), attn_t.frac + qkv.frac)
-    _require_exact_sum(op, "out_acc", h * magnitude(ctx_t) * magnitude(wo_t) + magnitude(t["in"]) + magnitude(bo_t),
-                       max(ctx_t.frac + wo_t.frac, t["in"].frac, bo_t.frac))
+    _require_exact_sum(op, "out_acc", heads * h * magnitude(ctx_t) * magnitude(wo_t) + magnitude(t["in"])
+                       + magnitude(bo_t), max(ctx_t.frac + wo_t.frac, t["in"].frac, bo_t.frac))
     x = quantize(args[0], t["in"])
-    key_ok = (args[1] > 0)[:, None, :]
-    q, k, v = (_project(op, x, f"kernel_{c}", f"bias_{c}", "qkv") for c in "qkv")
-    scores = quantize(q @ np.swapaxes(k, -1, -2), score_t)  # (B, query, key)
+    key_ok = (args[1] > 0)[:, None, None, :]  # (B, head, query, key)
+    q, k, v = (split_heads(_project(op, x, f"kernel_{c}", f"bias_{c}", "qkv"), heads) for c in "qkv")
+    scores = quantize(q @ np.swapaxes(k, -1, -2), score_t)  # (B, head, query, key)
     row_max = np.where(key_ok, scores, -np.inf).max(axis=-1, keepdims=True)
     row_max = np.where(np.isfinite(row_max), row_max, 0.0)
     dist = quantize(row_max - scores, t["dist"])  # wraps for invalid keys, whose weight is 0 anyway
@@ -215,7 +256,7 @@ def fx_attention(op: Op, args: list[np.ndarray], arg_types: list[Fx]) -> np.ndar
     inv_index = np.where(total >= 1.0, np.minimum(quantize((total - 1.0) * 2.0 ** a["inv_frac"], C_INT),
                                                   a["inv_size"] - 1), 0.0)
     attn = quantize(e * w["inv_table"][inv_index.astype(np.int64)], attn_t)
-    ctx = quantize(attn @ v, ctx_t)
+    ctx = merge_heads(quantize(attn @ v, ctx_t))
     out = quantize(w["bias_o"] + x + ctx @ w["kernel_o"], t["out"])
     return quantize(out, op.output.type)
 
@@ -347,7 +388,7 @@ def _lower_attention(layer: Any, ctx: Context) -> Op:
     return attention_op(layer.name, ctx.inputs(layer), ctx.output(layer), _declared(layer),
                         {k: ctx.weight(layer, k) for k in (*ATTENTION_WEIGHTS, *TABLES)},
                         exp_frac=int(layer.get_attr("exp_frac")), inv_frac=int(layer.get_attr("inv_frac")),
-                        reuse=_reuse(layer), source=_source(layer))
+                        heads=layer.get_attr("heads"), reuse=_reuse(layer), source=_source(layer))
 
 
 @lowering("FxTripletArgmaxHLS")

@@ -1,10 +1,11 @@
 """SPA-Net family: jet-parton assignment in all-hadronic ttbar with symmetric tensor attention (issue 5).
 
-Per-jet embedding (kernel-1 QConv1D), one or two masked self-attention blocks, and for each top a symmetric
-triplet head scoring (b, q, q') with S = sum_r u_b v_q v_q' (symmetric in q <-> q' by construction). The
-loss is the triplets' cross-entropy minimised over the t <-> tbar swap. On chip, `firmware_model` rebuilds
-the trained network from the fixed-point extension layers of `trigger.hls_ext`, ending in the argmax over
-valid, distinct triplets: the firmware outputs (b, q, q', score) per top, not the 2 x n^3 logits.
+Per-jet embedding (kernel-1 QConv1D), one to three masked multi-head self-attention blocks, and for each top
+a symmetric triplet head scoring (b, q, q') with S = sum_r u_b v_q v_q' (symmetric in q <-> q' by
+construction). The loss is the triplets' cross-entropy minimised over the t <-> tbar swap. On chip,
+`firmware_model` rebuilds the trained network from the fixed-point extension layers of `trigger.hls_ext`,
+ending in the argmax over valid, distinct triplets: the firmware outputs (b, q, q', score) per top, not the
+2 x n^3 logits.
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ class SpaNet(ModelFamily):
                 or not all(isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= 128 for w in embed)):
             raise ConfigError("model.architecture.embed", f"must be a list of widths 1..128, got {embed!r}")
         self.embed: list[int] = embed
-        self.blocks = arch.integer("attention_blocks", 1, minimum=1, maximum=2)
+        self.blocks = arch.integer("attention_blocks", 1, minimum=1, maximum=3)
+        self.heads = arch.integer("heads", 1, minimum=1, maximum=8)
         self.head_dim = arch.integer("head_dim", 8, minimum=1, maximum=64)
         self.rank = arch.integer("rank", 6, minimum=1, maximum=32)
         softmax = arch.section("softmax")
@@ -269,7 +271,7 @@ class SpaNet(ModelFamily):
             elif kind == "attention":
                 types = ({k: config_spec(v) for k, v in self._attention_types(name).items()}
                          if quantized else None)
-                h = SelfAttention(self.head_dim, types, name=name)([h, mask])
+                h = SelfAttention(self.head_dim, types, heads=self.heads, name=name)([h, mask])
             else:
                 types = {k: config_spec(v) for k, v in self._triplet_types().items()} if quantized else None
                 h = TripletScores(self.rank, types, name=name)([h, mask])
@@ -322,7 +324,7 @@ class SpaNet(ModelFamily):
             elif kind == "attention":
                 layer = FxSelfAttention(self.head_dim, {"in": in_t, **self._attention_types(name)},
                                         exp_frac=self.exp_frac, exp_range=self.exp_range,
-                                        inv_frac=self.inv_frac, name=name)
+                                        inv_frac=self.inv_frac, heads=self.heads, name=name)
                 values = _on_grid(trained, ATTENTION_WEIGHTS, weight_t, bias_t)
                 h = layer([h, mask])
             else:

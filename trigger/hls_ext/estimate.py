@@ -10,7 +10,8 @@ uncertainty, which is read from the design's meta as hls4ml stores it.
 The op's `reuse_factor` R shares the multipliers of every multiplying stage of `nnet_spanet.h` (and the
 adder tree that sums their products) over R cycles, as for hls4ml's Dense (`trigger.estimate.model`): those
 DSPs and LUTs are divided by R, each such stage adds R - 1 cycles, and the layer's interval is R. Tables,
-comparisons and the softmax's sums stay parallel.
+comparisons and the softmax's sums stay parallel. An attention op's heads (`heads`, of width `n_head`) work
+side by side: its per-head stages count the products and tables of all heads.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from trigger.design.spanet import ATTENTION_WEIGHTS, TRIPLET_WEIGHTS, reuse_factor
+from trigger.design.spanet import ATTENTION_WEIGHTS, TRIPLET_WEIGHTS, attention_heads, reuse_factor
 from trigger.errors import InputError
 from trigger.vivado_scripts import CLOCK_UNCERTAINTY
 
@@ -173,23 +174,28 @@ def estimate_dense(op: Any, design: Any, p: Any, period_ns: float) -> LayerEstim
 
 
 def estimate_attention(op: Any, design: Any, p: Any, period_ns: float) -> LayerEstimate:
+    """The `heads` heads side by side: q, k, v of all heads in one projection each, every per-head stage
+    (scores, softmax, context) `heads` times wider, one output projection of the concatenated contexts."""
     n, d, h = (int(attr_of(op, k)) for k in ("n_items", "n_in", "n_head"))
+    g = attention_heads(op.attrs, op.source or op.name)
     b = {k: _bits(op, k) for k in ("in", "qkv", "score", "exp", "inv", "attn", "ctx", "out", "weight")}
     c = _Cost(p, op)
     c.const_mults([weight_of(op, k) for k in ATTENTION_WEIGHTS[:6:2]], b["in"], n)  # q, k, v in parallel
-    c.tree(3 * n * h, d + 1, b["in"] + b["weight"] + 4, products=True)
-    c.var_mults(n * n * h, b["qkv"], b["qkv"])  # q . k
-    c.tree(n * n, h, 2 * b["qkv"], products=True)
-    c.tree(n, n, b["score"], compare=True)  # row maximum
-    c.add(n * n, b["score"] + 1)  # distance below the maximum
-    c.table(n * n, int(attr_of(op, "exp_size")), b["exp"])
-    c.tree(n, n, b["exp"] + 4)  # row sum
-    c.table(n, int(attr_of(op, "inv_size")), b["inv"])
-    c.var_mults(n * n, b["exp"], b["inv"])
-    c.var_mults(n * n * h, b["attn"], b["qkv"])  # attention-weighted values
-    c.tree(n * h, n, b["attn"] + b["qkv"] + 4, products=True)
+    c.tree(3 * n * g * h, d + 1, b["in"] + b["weight"] + 4, products=True)
+    c.var_mults(g * n * n * h, b["qkv"], b["qkv"])  # q . k
+    c.tree(g * n * n, h, 2 * b["qkv"], products=True)
+    c.tree(g * n, n, b["score"], compare=True)  # row maximum
+    c.add(g * n * n, b["score"] + 1)  # distance below the maximum
+    c.table(g * n * n, int(attr_of(op, "exp_size")), b["exp"])
+    c.tree(g * n, n, b["exp"] + 4)  # row sum
+    c.table(g * n, int(attr_of(op, "inv_size")), b["inv"])
+    c.var_mults(g * n * n, b["exp"], b["inv"])
+    c.var_mults(g * n * n * h, b["attn"], b["qkv"])  # attention-weighted values
+    c.tree(g * n * h, n, b["attn"] + b["qkv"] + 4, products=True)
     c.const_mults([weight_of(op, "kernel_o")], b["ctx"], n)
-    c.tree(n * d, h + 2, b["ctx"] + b["weight"] + 4, products=True)  # + bias + residual
+    c.tree(n * d, g * h + 2, b["ctx"] + b["weight"] + 4, products=True)  # + bias + residual
+    if g > 1:
+        c.notes.append(f"{g} heads of width {h}")
     return c.estimate(op, design, period_ns)
 
 

@@ -75,8 +75,8 @@ def parse_fx_attention(keras_layer: dict[str, Any], input_names: list[str] | Non
     layer = _parse_common(keras_layer, input_names, "FxSelfAttentionHLS")
     config = keras_layer["config"]
     shape = input_shapes[0]
-    layer.update(n_items=shape[1], n_in=shape[2], n_head=config["head_dim"], exp_frac=config["exp_frac"],
-                 exp_range=config["exp_range"], inv_frac=config["inv_frac"])
+    layer.update(n_items=shape[1], n_in=shape[2], n_head=config["head_dim"], heads=config["heads"],
+                 exp_frac=config["exp_frac"], exp_range=config["exp_range"], inv_frac=config["inv_frac"])
     for name in ATTENTION_WEIGHTS:
         layer[f"{name}_data"] = _weight_data(data_reader, layer["name"], name)
     return layer, list(shape)
@@ -184,8 +184,8 @@ class FxSelfAttentionConfig(LayerConfigTemplate):
         super().__init__(FxSelfAttentionHLS)
 
     def format(self, node: FxSelfAttentionHLS) -> str:
-        n, d, h = node.get_attr("n_items"), node.get_attr("n_in"), node.get_attr("n_head")
-        t = attention_types(node.declared(), n, d, h)
+        n, d, h, heads = (node.get_attr(k) for k in ("n_items", "n_in", "n_head", "heads"))
+        t = attention_types(node.declared(), n, d, h, heads)
         types: dict[str, Fx | str] = {
             **{f"{k}_t": t[k] for k in ("in", "qkv", "score", "attn", "ctx", "out")},
             "weight_t": node.type_name("kernel_q"), "bias_t": node.type_name("bias_q"),
@@ -196,6 +196,7 @@ class FxSelfAttentionConfig(LayerConfigTemplate):
                 f"    static const unsigned n_items = {n};\n"
                 f"    static const unsigned n_in = {d};\n"
                 f"    static const unsigned n_head = {h};\n"
+                f"    static const unsigned heads = {heads};\n"
                 f"    static const unsigned exp_frac = {node.get_attr('exp_frac')};\n"
                 f"    static const unsigned exp_size = {node.get_attr('exp_size')};\n"
                 f"    static const unsigned inv_frac = {node.get_attr('inv_frac')};\n"

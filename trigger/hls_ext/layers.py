@@ -27,6 +27,7 @@ from trigger.design.spanet import (
     TRIPLET_TYPES,
     TRIPLET_WEIGHTS,
     attention_op,
+    attention_shapes,
     config_spec,
     dense_op,
     softmax_tables,
@@ -106,22 +107,22 @@ class FxDense(_FxLayer):
 
 
 class FxSelfAttention(_FxLayer):
-    """Masked one-head self-attention, table softmax, residual: [(B, n, d), (B, n)] -> (B, n, d)."""
+    """Masked self-attention of `heads` heads of width `head_dim`, each with its table softmax, their contexts
+    concatenated into one output projection, residual: [(B, n, d), (B, n)] -> (B, n, d)."""
 
     def __init__(self, head_dim: int, types: dict[str, Any], exp_frac: int = 4, exp_range: int = 8,
-                 inv_frac: int = 5, **kwargs: Any) -> None:
+                 inv_frac: int = 5, *, heads: int = 1, **kwargs: Any) -> None:
         super().__init__(types, **kwargs)
         _require(self.fx_types, ATTENTION_TYPES, self.name)
         self.head_dim = head_dim
+        self.heads = heads
         self.exp_frac = exp_frac
         self.exp_range = exp_range
         self.inv_frac = inv_frac
 
     def build(self, input_shape: Any) -> None:
         n, d = int(input_shape[0][-2]), int(input_shape[0][-1])
-        h = self.head_dim
-        shapes = {"kernel_q": (d, h), "bias_q": (h,), "kernel_k": (d, h), "bias_k": (h,), "kernel_v": (d, h),
-                  "bias_v": (h,), "kernel_o": (h, d), "bias_o": (d,)}
+        shapes = attention_shapes(d, self.head_dim, self.heads)
         self.fx_weights = [self.add_weight(name=k, shape=shapes[k], initializer="zeros")
                            for k in ATTENTION_WEIGHTS]
         exp_t, inv_t = self.fx_types["exp"], self.fx_types["inv"]
@@ -137,7 +138,7 @@ class FxSelfAttention(_FxLayer):
             output = Tensor(self.name, x.shape[1:], self.fx_types["out"])
             spec = {**self.weight_spec(ATTENTION_WEIGHTS, weights), **self.tables}
             op = attention_op(self.name, ["x", "mask"], output, self.fx_types, spec, exp_frac=self.exp_frac,
-                              inv_frac=self.inv_frac)
+                              inv_frac=self.inv_frac, heads=self.heads)
             return self.run(op, x, mask)
 
         out = tf.numpy_function(forward, [x, mask, *self.fx_weights], tf.float32)
@@ -145,7 +146,7 @@ class FxSelfAttention(_FxLayer):
         return out
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "head_dim": self.head_dim, "exp_frac": self.exp_frac,
+        return {**super().get_config(), "head_dim": self.head_dim, "heads": self.heads, "exp_frac": self.exp_frac,
                 "exp_range": self.exp_range, "inv_frac": self.inv_frac}
 
 

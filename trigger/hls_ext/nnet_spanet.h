@@ -4,10 +4,10 @@
 // and every rounding happens in a cast to a type declared with AP_RND, AP_SAT in the layer's config struct.
 //
 // Resource sharing, CONFIG_T::reuse_factor = R: every multiplying stage (the projections, the attention's
-// scores, softmax weights and context, the triplet head's pair and triplet products) is its own pipeline of
-// interval R whose multipliers are limited to ceil(products / R), as in hls4ml's dense_latency, so each
-// multiplier serves R products per event and the layer takes an event every R cycles. R changes no
-// arithmetic: the accumulators are exact, so the order of a sum does not matter.
+// scores, softmax weights and context, each over all its heads, the triplet head's pair and triplet products)
+// is its own pipeline of interval R whose multipliers are limited to ceil(products / R), as in hls4ml's
+// dense_latency, so each multiplier serves R products per event and the layer takes an event every R cycles.
+// R changes no arithmetic: the accumulators are exact, so the order of a sum does not matter.
 #ifndef NNET_SPANET_H_
 #define NNET_SPANET_H_
 
@@ -50,26 +50,34 @@ void fx_project(x_T x[N][D_IN], w_T w[D_IN * D_OUT], acc_T acc[N][D_OUT]) {
     fx_mac<x_T, w_T, acc_T, N, D_IN, D_OUT>(x, w, acc);
 }
 
-// Product of two variable matrices, acc[m][p] += sum_k a[m][k] * b[k * P + p]: a stage at interval R.
-template <class a_T, class b_T, class acc_T, unsigned M, unsigned K, unsigned P, unsigned R>
-void fx_matmul(a_T a[M][K], b_T b[K * P], acc_T acc[M][P]) {
+// G products of two variable matrices, acc[g][m][p] += sum_k a[g][m][k] * b[g][k * P + p] (one per attention
+// head): one stage at interval R sharing its multipliers over all G.
+template <class a_T, class b_T, class acc_T, unsigned G, unsigned M, unsigned K, unsigned P, unsigned R>
+void fx_matmul(a_T a[G][M][K], b_T b[G][K * P], acc_T acc[G][M][P]) {
     #pragma HLS PIPELINE II=R
-    const unsigned limit = fx_multipliers(M * K * P, R);
+    const unsigned limit = fx_multipliers(G * M * K * P, R);
     #pragma HLS ALLOCATION operation instances=mul limit=limit
-    fx_mac<a_T, b_T, acc_T, M, K, P>(a, b, acc);
+    for (unsigned g = 0; g < G; g++) {
+        #pragma HLS UNROLL
+        fx_mac<a_T, b_T, acc_T, M, K, P>(a[g], b[g], acc[g]);
+    }
 }
 
-// y[m][p] = y_T(e[m][p] * s[m]), each row scaled by its own factor: a stage at interval R.
-template <class e_T, class s_T, class y_T, unsigned M, unsigned P, unsigned R>
-void fx_scale_rows(e_T e[M][P], s_T s[M], y_T y[M][P]) {
+// y[g][m][p] = y_T(e[g][m][p] * s[g][m]), each row scaled by its own factor: one stage at interval R for all
+// G matrices.
+template <class e_T, class s_T, class y_T, unsigned G, unsigned M, unsigned P, unsigned R>
+void fx_scale_rows(e_T e[G][M][P], s_T s[G][M], y_T y[G][M][P]) {
     #pragma HLS PIPELINE II=R
-    const unsigned limit = fx_multipliers(M * P, R);
+    const unsigned limit = fx_multipliers(G * M * P, R);
     #pragma HLS ALLOCATION operation instances=mul limit=limit
-    for (unsigned m = 0; m < M; m++) {
+    for (unsigned g = 0; g < G; g++) {
         #pragma HLS UNROLL
-        for (unsigned p = 0; p < P; p++) {
+        for (unsigned m = 0; m < M; m++) {
             #pragma HLS UNROLL
-            y[m][p] = e[m][p] * s[m];
+            for (unsigned p = 0; p < P; p++) {
+                #pragma HLS UNROLL
+                y[g][m][p] = e[g][m][p] * s[g][m];
+            }
         }
     }
 }
@@ -117,24 +125,28 @@ Outputs:
     }
 }
 
-// One-head self-attention over n items of width d (head width h) with key mask and residual connection.
+// Self-attention over n items of width d with key mask and residual connection: `heads` heads of width h, each
+// with its own q, k, v columns (head g's are columns g*h to (g+1)*h) and its own table softmax; their contexts
+// are concatenated (head 0 first) into the one output projection wo.
 template <class data_T, class mask_T, class res_T, typename CONFIG_T>
 void fx_self_attention(data_T data[CONFIG_T::n_items * CONFIG_T::n_in], mask_T mask[CONFIG_T::n_items],
                        res_T res[CONFIG_T::n_items * CONFIG_T::n_in],
-                       typename CONFIG_T::weight_t wq[CONFIG_T::n_in * CONFIG_T::n_head],
-                       typename CONFIG_T::bias_t bq[CONFIG_T::n_head],
-                       typename CONFIG_T::weight_t wk[CONFIG_T::n_in * CONFIG_T::n_head],
-                       typename CONFIG_T::bias_t bk[CONFIG_T::n_head],
-                       typename CONFIG_T::weight_t wv[CONFIG_T::n_in * CONFIG_T::n_head],
-                       typename CONFIG_T::bias_t bv[CONFIG_T::n_head],
-                       typename CONFIG_T::weight_t wo[CONFIG_T::n_head * CONFIG_T::n_in],
+                       typename CONFIG_T::weight_t wq[CONFIG_T::n_in * CONFIG_T::heads * CONFIG_T::n_head],
+                       typename CONFIG_T::bias_t bq[CONFIG_T::heads * CONFIG_T::n_head],
+                       typename CONFIG_T::weight_t wk[CONFIG_T::n_in * CONFIG_T::heads * CONFIG_T::n_head],
+                       typename CONFIG_T::bias_t bk[CONFIG_T::heads * CONFIG_T::n_head],
+                       typename CONFIG_T::weight_t wv[CONFIG_T::n_in * CONFIG_T::heads * CONFIG_T::n_head],
+                       typename CONFIG_T::bias_t bv[CONFIG_T::heads * CONFIG_T::n_head],
+                       typename CONFIG_T::weight_t wo[CONFIG_T::heads * CONFIG_T::n_head * CONFIG_T::n_in],
                        typename CONFIG_T::bias_t bo[CONFIG_T::n_in],
                        typename CONFIG_T::exp_table_t exp_table[CONFIG_T::exp_size],
                        typename CONFIG_T::inv_table_t inv_table[CONFIG_T::inv_size]) {
     #pragma HLS INLINE
     const unsigned N = CONFIG_T::n_items;
     const unsigned D = CONFIG_T::n_in;
+    const unsigned G = CONFIG_T::heads;
     const unsigned H = CONFIG_T::n_head;
+    const unsigned C = G * H; // q, k, v columns of all heads
     const unsigned R = CONFIG_T::reuse_factor;
     typedef typename CONFIG_T::in_t in_t;
     typedef typename CONFIG_T::weight_t weight_t;
@@ -147,7 +159,7 @@ void fx_self_attention(data_T data[CONFIG_T::n_items * CONFIG_T::n_in], mask_T m
     in_t x[N][D];
     #pragma HLS ARRAY_PARTITION variable=x complete dim=0
     bool valid[N];
-    proj_acc_t qa[N][H], ka[N][H], va[N][H];
+    proj_acc_t qa[N][C], ka[N][C], va[N][C];
     #pragma HLS ARRAY_PARTITION variable=qa complete dim=0
     #pragma HLS ARRAY_PARTITION variable=ka complete dim=0
     #pragma HLS ARRAY_PARTITION variable=va complete dim=0
@@ -158,100 +170,113 @@ void fx_self_attention(data_T data[CONFIG_T::n_items * CONFIG_T::n_in], mask_T m
             #pragma HLS UNROLL
             x[j][i] = data[j * D + i];
         }
-        for (unsigned c = 0; c < H; c++) {
+        for (unsigned c = 0; c < C; c++) {
             #pragma HLS UNROLL
             qa[j][c] = bq[c];
             ka[j][c] = bk[c];
             va[j][c] = bv[c];
         }
     }
-    fx_project<in_t, weight_t, proj_acc_t, N, D, H, R, CONFIG_T::nonzero_q>(x, wq, qa);
-    fx_project<in_t, weight_t, proj_acc_t, N, D, H, R, CONFIG_T::nonzero_k>(x, wk, ka);
-    fx_project<in_t, weight_t, proj_acc_t, N, D, H, R, CONFIG_T::nonzero_v>(x, wv, va);
-    // q, and k transposed and v flattened as the right operands of the products below
-    qkv_t q[N][H], kt[H * N], v[N * H];
+    fx_project<in_t, weight_t, proj_acc_t, N, D, C, R, CONFIG_T::nonzero_q>(x, wq, qa);
+    fx_project<in_t, weight_t, proj_acc_t, N, D, C, R, CONFIG_T::nonzero_k>(x, wk, ka);
+    fx_project<in_t, weight_t, proj_acc_t, N, D, C, R, CONFIG_T::nonzero_v>(x, wv, va);
+    // per head: q, and k transposed and v flattened as the right operands of the products below
+    qkv_t q[G][N][H], kt[G][H * N], v[G][N * H];
     #pragma HLS ARRAY_PARTITION variable=q complete dim=0
-    #pragma HLS ARRAY_PARTITION variable=kt complete
-    #pragma HLS ARRAY_PARTITION variable=v complete
-    typename CONFIG_T::score_acc_t sa[N][N];
+    #pragma HLS ARRAY_PARTITION variable=kt complete dim=0
+    #pragma HLS ARRAY_PARTITION variable=v complete dim=0
+    typename CONFIG_T::score_acc_t sa[G][N][N];
     #pragma HLS ARRAY_PARTITION variable=sa complete dim=0
-    for (unsigned j = 0; j < N; j++) {
+    for (unsigned g = 0; g < G; g++) {
         #pragma HLS UNROLL
-        for (unsigned c = 0; c < H; c++) {
+        for (unsigned j = 0; j < N; j++) {
             #pragma HLS UNROLL
-            q[j][c] = (qkv_t)qa[j][c];
-            kt[c * N + j] = (qkv_t)ka[j][c];
-            v[j * H + c] = (qkv_t)va[j][c];
-        }
-        for (unsigned b = 0; b < N; b++) {
-            #pragma HLS UNROLL
-            sa[j][b] = 0;
-        }
-    }
-    fx_matmul<qkv_t, qkv_t, typename CONFIG_T::score_acc_t, N, H, N, R>(q, kt, sa);
-
-    exp_table_t e[N][N];
-    inv_table_t inv[N];
-    #pragma HLS ARRAY_PARTITION variable=e complete dim=0
-    #pragma HLS ARRAY_PARTITION variable=inv complete
-Queries:
-    for (unsigned a = 0; a < N; a++) {
-        #pragma HLS UNROLL
-        score_t s[N];
-        for (unsigned b = 0; b < N; b++) {
-            #pragma HLS UNROLL
-            s[b] = (score_t)sa[a][b];
-        }
-        // Row maximum over valid keys (0 when there is none).
-        bool any = false;
-        score_t row_max = 0;
-        for (unsigned b = 0; b < N; b++) {
-            #pragma HLS UNROLL
-            if (valid[b] && (!any || s[b] > row_max)) {
-                row_max = s[b];
-                any = true;
+            for (unsigned c = 0; c < H; c++) {
+                #pragma HLS UNROLL
+                q[g][j][c] = (qkv_t)qa[j][g * H + c];
+                kt[g][c * N + j] = (qkv_t)ka[j][g * H + c];
+                v[g][j * H + c] = (qkv_t)va[j][g * H + c];
+            }
+            for (unsigned b = 0; b < N; b++) {
+                #pragma HLS UNROLL
+                sa[g][j][b] = 0;
             }
         }
-        typename CONFIG_T::sum_t total = 0;
-        for (unsigned b = 0; b < N; b++) {
-            #pragma HLS UNROLL
-            typename CONFIG_T::dist_t dist = row_max - s[b];
-            int index = (dist * (1 << CONFIG_T::exp_frac)).to_int();
-            if (index > (int)CONFIG_T::exp_size - 1) index = CONFIG_T::exp_size - 1;
-            e[a][b] = valid[b] ? exp_table[index] : (exp_table_t)0;
-            total += e[a][b];
-        }
-        int inv_index = 0;
-        if (total >= 1) {
-            inv_index = ((total - 1) * (1 << CONFIG_T::inv_frac)).to_int();
-            if (inv_index > (int)CONFIG_T::inv_size - 1) inv_index = CONFIG_T::inv_size - 1;
-        }
-        inv[a] = inv_table[inv_index];
     }
-    typename CONFIG_T::attn_t attn[N][N];
-    #pragma HLS ARRAY_PARTITION variable=attn complete dim=0
-    fx_scale_rows<exp_table_t, inv_table_t, typename CONFIG_T::attn_t, N, N, R>(e, inv, attn);
+    fx_matmul<qkv_t, qkv_t, typename CONFIG_T::score_acc_t, G, N, H, N, R>(q, kt, sa);
 
-    typename CONFIG_T::ctx_acc_t ca[N][H];
-    #pragma HLS ARRAY_PARTITION variable=ca complete dim=0
-    for (unsigned a = 0; a < N; a++) {
+    exp_table_t e[G][N][N];
+    inv_table_t inv[G][N];
+    #pragma HLS ARRAY_PARTITION variable=e complete dim=0
+    #pragma HLS ARRAY_PARTITION variable=inv complete dim=0
+Queries:
+    for (unsigned g = 0; g < G; g++) {
         #pragma HLS UNROLL
-        for (unsigned c = 0; c < H; c++) {
+        for (unsigned a = 0; a < N; a++) {
             #pragma HLS UNROLL
-            ca[a][c] = 0;
+            score_t s[N];
+            for (unsigned b = 0; b < N; b++) {
+                #pragma HLS UNROLL
+                s[b] = (score_t)sa[g][a][b];
+            }
+            // Row maximum over valid keys (0 when there is none).
+            bool any = false;
+            score_t row_max = 0;
+            for (unsigned b = 0; b < N; b++) {
+                #pragma HLS UNROLL
+                if (valid[b] && (!any || s[b] > row_max)) {
+                    row_max = s[b];
+                    any = true;
+                }
+            }
+            typename CONFIG_T::sum_t total = 0;
+            for (unsigned b = 0; b < N; b++) {
+                #pragma HLS UNROLL
+                typename CONFIG_T::dist_t dist = row_max - s[b];
+                int index = (dist * (1 << CONFIG_T::exp_frac)).to_int();
+                if (index > (int)CONFIG_T::exp_size - 1) index = CONFIG_T::exp_size - 1;
+                e[g][a][b] = valid[b] ? exp_table[index] : (exp_table_t)0;
+                total += e[g][a][b];
+            }
+            int inv_index = 0;
+            if (total >= 1) {
+                inv_index = ((total - 1) * (1 << CONFIG_T::inv_frac)).to_int();
+                if (inv_index > (int)CONFIG_T::inv_size - 1) inv_index = CONFIG_T::inv_size - 1;
+            }
+            inv[g][a] = inv_table[inv_index];
         }
     }
-    fx_matmul<typename CONFIG_T::attn_t, qkv_t, typename CONFIG_T::ctx_acc_t, N, N, H, R>(attn, v, ca);
+    typename CONFIG_T::attn_t attn[G][N][N];
+    #pragma HLS ARRAY_PARTITION variable=attn complete dim=0
+    fx_scale_rows<exp_table_t, inv_table_t, typename CONFIG_T::attn_t, G, N, N, R>(e, inv, attn);
 
-    typename CONFIG_T::ctx_t ctx[N][H];
+    typename CONFIG_T::ctx_acc_t ca[G][N][H];
+    #pragma HLS ARRAY_PARTITION variable=ca complete dim=0
+    for (unsigned g = 0; g < G; g++) {
+        #pragma HLS UNROLL
+        for (unsigned a = 0; a < N; a++) {
+            #pragma HLS UNROLL
+            for (unsigned c = 0; c < H; c++) {
+                #pragma HLS UNROLL
+                ca[g][a][c] = 0;
+            }
+        }
+    }
+    fx_matmul<typename CONFIG_T::attn_t, qkv_t, typename CONFIG_T::ctx_acc_t, G, N, N, H, R>(attn, v, ca);
+
+    // the heads' contexts concatenated, then one output projection with the bias and the residual
+    typename CONFIG_T::ctx_t ctx[N][C];
     typename CONFIG_T::out_acc_t oa[N][D];
     #pragma HLS ARRAY_PARTITION variable=ctx complete dim=0
     #pragma HLS ARRAY_PARTITION variable=oa complete dim=0
     for (unsigned a = 0; a < N; a++) {
         #pragma HLS UNROLL
-        for (unsigned c = 0; c < H; c++) {
+        for (unsigned g = 0; g < G; g++) {
             #pragma HLS UNROLL
-            ctx[a][c] = ca[a][c];
+            for (unsigned c = 0; c < H; c++) {
+                #pragma HLS UNROLL
+                ctx[a][g * H + c] = ca[g][a][c];
+            }
         }
         for (unsigned i = 0; i < D; i++) {
             #pragma HLS UNROLL
@@ -259,7 +284,7 @@ Queries:
             oa[a][i] += x[a][i];
         }
     }
-    fx_project<typename CONFIG_T::ctx_t, weight_t, typename CONFIG_T::out_acc_t, N, H, D, R, CONFIG_T::nonzero_o>(
+    fx_project<typename CONFIG_T::ctx_t, weight_t, typename CONFIG_T::out_acc_t, N, C, D, R, CONFIG_T::nonzero_o>(
         ctx, wo, oa);
     for (unsigned a = 0; a < N; a++) {
         #pragma HLS UNROLL

@@ -16,7 +16,7 @@ import tensorflow as tf
 from tensorflow import keras
 
 from trigger.design.fixed import Fx
-from trigger.design.spanet import ATTENTION_WEIGHTS, TRIPLET_WEIGHTS, config_spec
+from trigger.design.spanet import ATTENTION_WEIGHTS, TRIPLET_WEIGHTS, attention_shapes, config_spec
 
 NEG = -1.0e9  # logit of an invalid key or triplet
 
@@ -50,16 +50,17 @@ class _QuantAware(keras.layers.Layer):
 
 
 class SelfAttention(_QuantAware):
-    """[(B, n, d), (B, n)] -> (B, n, d): x + Wo softmax_masked(q k^T) v, one head of width `head_dim`."""
+    """[(B, n, d), (B, n)] -> (B, n, d): x + Wo concat_h(softmax_masked(q_h k_h^T) v_h), `heads` heads of width
+    `head_dim`."""
 
-    def __init__(self, head_dim: int, types: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def __init__(self, head_dim: int, types: dict[str, Any] | None = None, *, heads: int = 1,
+                 **kwargs: Any) -> None:
         super().__init__(types, **kwargs)
         self.head_dim = head_dim
+        self.heads = heads
 
     def build(self, input_shape: Any) -> None:
-        d, h = int(input_shape[0][-1]), self.head_dim
-        shapes = {"kernel_q": (d, h), "bias_q": (h,), "kernel_k": (d, h), "bias_k": (h,), "kernel_v": (d, h),
-                  "bias_v": (h,), "kernel_o": (h, d), "bias_o": (d,)}
+        shapes = attention_shapes(int(input_shape[0][-1]), self.head_dim, self.heads)
         self.w = {k: self.add_weight(name=k, shape=shapes[k],
                                      initializer="zeros" if k.startswith("bias") else "glorot_uniform")
                   for k in ATTENTION_WEIGHTS}
@@ -67,18 +68,23 @@ class SelfAttention(_QuantAware):
 
     def call(self, inputs: list[tf.Tensor]) -> tf.Tensor:
         x, mask = inputs
+        n, heads, width = x.shape[1], self.heads, self.heads * self.head_dim
         w = {k: self.qw(v) for k, v in self.w.items()}
-        q = self.q(x @ w["kernel_q"] + w["bias_q"], "qkv")
-        k = self.q(x @ w["kernel_k"] + w["bias_k"], "qkv")
-        v = self.q(x @ w["kernel_v"] + w["bias_v"], "qkv")
-        scores = self.q(tf.matmul(q, k, transpose_b=True), "score")
-        scores += (1.0 - mask[:, None, :]) * NEG
-        attn = self.q(tf.nn.softmax(scores, axis=-1) * mask[:, None, :], "attn")
-        ctx = self.q(attn @ v, "ctx")
+
+        def project(c: str) -> tf.Tensor:  # (B, n, heads * h) -> (B, head, n, h)
+            t = self.q(x @ w[f"kernel_{c}"] + w[f"bias_{c}"], "qkv")
+            return tf.transpose(tf.reshape(t, (-1, n, heads, self.head_dim)), (0, 2, 1, 3))
+
+        q, k, v = (project(c) for c in "qkv")
+        keys = mask[:, None, None, :]
+        scores = self.q(tf.matmul(q, k, transpose_b=True), "score")  # (B, head, query, key)
+        scores += (1.0 - keys) * NEG
+        attn = self.q(tf.nn.softmax(scores, axis=-1) * keys, "attn")
+        ctx = tf.reshape(tf.transpose(self.q(attn @ v, "ctx"), (0, 2, 1, 3)), (-1, n, width))
         return self.q(x + ctx @ w["kernel_o"] + w["bias_o"], "out")
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "head_dim": self.head_dim}
+        return {**super().get_config(), "head_dim": self.head_dim, "heads": self.heads}
 
 
 def triplet_mask(mask: tf.Tensor) -> tf.Tensor:

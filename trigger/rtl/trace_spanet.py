@@ -2,7 +2,8 @@
 
 Each replays its interpreter kernel step by step. The attention's softmax tables become da4ml lookup tables
 addressed by the clamped table index, its masks select with sign-bit muxes, and its products of two
-variables (q k^T, the softmax weights, attn v) are da4ml multipliers.
+variables (q k^T, the softmax weights, attn v) are da4ml multipliers; each attention head is traced on its
+own q, k, v columns.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from da4ml.trace import FixedVariable
 
-from trigger.design.spanet import C_INT
+from trigger.design.spanet import C_INT, attention_heads
 from trigger.rtl.trace import Value, _array, accumulate, cast, cast1, lookup, maximum, rebased, select, tracer
 
 if TYPE_CHECKING:
@@ -51,25 +52,32 @@ def _table_index(x: Value, scale: float, size: int) -> Value:
 
 @tracer("fx_attention")
 def _fx_attention(op: Op, args: list[Value], types: list[Fx]) -> Value:
+    """Each head's scores, table softmax and context on its own q, k, v columns, the contexts concatenated
+    (head 0 first) into the one output projection, as `spanet.fx_attention`."""
     t, w, a = op.types, op.weights, op.attrs
-    n = a["n_items"]
+    n, h = a["n_items"], a["n_head"]
     x = cast(args[0], t["in"])
     mask = list(args[1]._vars)
     q, k, v = (_project(op, x, c, "qkv") for c in "qkv")
-    scores = cast(rebased(q) @ rebased(k).T, t["score"])  # (query, key)
     floor = float(t["score"].min)  # below or at every valid score: an invalid key's stand-in in the row maximum
     any_valid = maximum(mask)
-    row_max = [select(any_valid, maximum([select(mask[j], scores._vars[i, j], floor) for j in range(n)]), 0.0)
-               for i in range(n)]
-    dist = cast(_array([row_max[i] - scores._vars[i, j] for i in range(n) for j in range(n)], (n, n)), t["dist"])
-    index = _table_index(dist, 2.0 ** a["exp_frac"], a["exp_size"])
-    entries = lookup(index, lambda i: w["exp_table"][i.astype(np.int64)])
-    e = [[select(mask[j], entries._vars[i, j], 0.0) for j in range(n)] for i in range(n)]
-    total = _array([np.sum(_array(row, (n,))) for row in e], (n,))
-    inv_index = _table_index(total - 1.0, 2.0 ** a["inv_frac"], a["inv_size"])
-    inverse = lookup(inv_index, lambda i: w["inv_table"][i.astype(np.int64)])
-    attn = cast(_array([e[i][j] * inverse._vars[i] for i in range(n) for j in range(n)], (n, n)), t["attn"])
-    ctx = cast(rebased(attn) @ rebased(v), t["ctx"])
+    contexts = []
+    for g in range(attention_heads(a, op.source or op.name)):
+        cols = slice(g * h, (g + 1) * h)
+        scores = cast(rebased(q[:, cols]) @ rebased(k[:, cols]).T, t["score"])  # (query, key)
+        row_max = [select(any_valid, maximum([select(mask[j], scores._vars[i, j], floor) for j in range(n)]), 0.0)
+                   for i in range(n)]
+        dist = cast(_array([row_max[i] - scores._vars[i, j] for i in range(n) for j in range(n)], (n, n)),
+                    t["dist"])
+        index = _table_index(dist, 2.0 ** a["exp_frac"], a["exp_size"])
+        entries = lookup(index, lambda i: w["exp_table"][i.astype(np.int64)])
+        e = [[select(mask[j], entries._vars[i, j], 0.0) for j in range(n)] for i in range(n)]
+        total = _array([np.sum(_array(row, (n,))) for row in e], (n,))
+        inv_index = _table_index(total - 1.0, 2.0 ** a["inv_frac"], a["inv_size"])
+        inverse = lookup(inv_index, lambda i: w["inv_table"][i.astype(np.int64)])
+        attn = cast(_array([e[i][j] * inverse._vars[i] for i in range(n) for j in range(n)], (n, n)), t["attn"])
+        contexts.append(cast(rebased(attn) @ rebased(v[:, cols]), t["ctx"])._vars)
+    ctx = _array(np.concatenate(contexts, axis=1).ravel(), (n, len(contexts) * h))
     out = accumulate(ctx, w["kernel_o"], None, x_t=t["ctx"], w_t=op.weight_types["kernel_o"], acc_t=t["out_acc"])
     return cast(cast(out + x + w["bias_o"], t["out"]), op.output.type)
 
