@@ -323,3 +323,25 @@ def test_calibration_crossings_set_the_thresholds(tmp_path: Path) -> None:
     assert "design_effect" in check
     assert m["background_source"]["file"] == "cal.h5"
     assert family.plots({"csim": scores}, split, tmp_path) == ["score_distributions.png", "efficiency_vs_rate.png"]
+
+
+@pytest.mark.parametrize(("file", "message"), [
+    ("l1.h5", "holds the 'l1' dataset, not zero-bias crossings"),
+    ("zerobias.h5", "pileup mu = 60.0, the data file zerobias_mu20.h5 has mu = 20"),
+])
+def test_a_wrong_calibration_file_stops_at_prepare(file: str, message: str) -> None:
+    """Checked when the data is prepared, before any training: a file of another dataset, or of another
+    pileup than the data, is a one-line error naming the field; an absent file is not (it is optional)."""
+    root = Path(__file__).resolve().parent.parent
+    data = _dataset("zerobias")
+    data.path, data.manifest = Path("zerobias_mu20.h5"), {"settings": {"pileup": {"mu": 20}}}
+    family = _family(evaluation={"calibration": {"file": str(root / "data" / file)}})
+    with pytest.raises(ConfigError) as err:
+        family.prepare(data)
+    assert err.value.field == "evaluation.calibration.file"
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+    absent = _family(evaluation={"calibration": {"file": str(root / "data" / "absent.h5")}})
+    absent.prepare(data)
+    assert absent.calibration_events() is None
+    assert absent.background_source["missing"].endswith("absent.h5")

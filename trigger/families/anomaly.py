@@ -183,6 +183,7 @@ class AnomalyDetector(ModelFamily):
                                            "or 'l1'")
         self.class_names = list(data.class_names)
         self._data = data
+        self._calibration_manifest()
 
         def split(parts: list[tuple[dict[str, np.ndarray], np.ndarray]]) -> Split:
             return self._split([{k: v[keep] for k, v in a.items()} for a, keep in parts], role=0)
@@ -217,19 +218,17 @@ class AnomalyDetector(ModelFamily):
         meta["role"] = np.full(len(x), role, dtype=np.int64)
         return Split(x, x, meta)
 
-    def calibration_events(self) -> Split | None:
-        """The zero-bias crossings of `evaluation.calibration.file`, which the rates are calibrated on, when
-        the config names one and it exists (the >= 2M-crossing file is not shipped: without it the test
-        background calibrates, and the report says so); checked to be zero-bias crossings at the data file's
-        pileup."""
+    def _calibration_manifest(self) -> dict[str, Any] | None:
+        """The manifest of `evaluation.calibration.file` when the config names one and it exists (the
+        >= 2M-crossing file is not shipped: without it the test background calibrates, and the report says
+        so), checked to be zero-bias crossings at the data file's pileup: read with one row, at `prepare`,
+        so that a wrong file stops the compile before any training."""
         path = self.calibration_file
         if path is None or not path.is_file():
-            if path is not None:
-                self.background_source["missing"] = str(path)
             return None
         from trigger.data import read
 
-        manifest, arrays = read(path)
+        manifest, _ = read(path, max_events=1)
         field = "evaluation.calibration.file"
         if manifest["dataset"] != "zerobias":
             raise ConfigError(field, f"{path}: holds the {manifest['dataset']!r} dataset, not zero-bias crossings")
@@ -237,8 +236,22 @@ class AnomalyDetector(ModelFamily):
         data_mu = self._data.manifest.get("settings", {}).get("pileup", {}).get("mu")
         if self._data.name == "zerobias" and mu != data_mu:
             raise ConfigError(field, f"{path}: pileup mu = {mu}, the data file {self._data.path} has mu = {data_mu}")
+        return manifest
+
+    def calibration_events(self) -> Split | None:
+        """The zero-bias crossings of `evaluation.calibration.file`, which the rates are calibrated on (None
+        without the file)."""
+        manifest = self._calibration_manifest()
+        if manifest is None:
+            if self.calibration_file is not None:
+                self.background_source["missing"] = str(self.calibration_file)
+            return None
+        from trigger.data import read
+
+        _, arrays = read(self.calibration_file)
         background = arrays["label"] == 0
-        self.background_source = {"file": str(path), "dataset": "zerobias", "pileup_mu": mu,
+        self.background_source = {"file": str(self.calibration_file), "dataset": "zerobias",
+                                  "pileup_mu": manifest["settings"]["pileup"]["mu"],
                                   "crossings": int(np.count_nonzero(background)),
                                   "what": "every zero-bias crossing of the calibration file"}
         return self._split([{k: v[background] for k, v in arrays.items()}], role=1)
