@@ -192,7 +192,8 @@ class AnomalyDetector(ModelFamily):
         test_split = split([(test, test["label"] == 0)] + [(a, a["label"] != 0) for a in (train, val, test)])
         self.background_source = {"file": str(data.path), "dataset": data.name,
                                   "crossings": int(np.count_nonzero(test_split.meta["label"] == 0)),
-                                  "what": "the test split's background"}
+                                  "what": "the test split's "
+                                          + ("zero-bias crossings" if data.name == "zerobias" else "background")}
         return Prepared(
             split([(train, train["label"] == 0)]),
             split([(val, val["label"] == 0)]),
@@ -253,7 +254,7 @@ class AnomalyDetector(ModelFamily):
         self.background_source = {"file": str(self.calibration_file), "dataset": "zerobias",
                                   "pileup_mu": manifest["settings"]["pileup"]["mu"],
                                   "crossings": int(np.count_nonzero(background)),
-                                  "what": "every zero-bias crossing of the calibration file"}
+                                  "what": "every zero-bias crossing"}
         return self._split([{k: v[background] for k, v in arrays.items()}], role=1)
 
     def events(self, arrays: dict[str, np.ndarray]) -> Split:
