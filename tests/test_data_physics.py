@@ -94,7 +94,7 @@ def _check_ttbar(path: Path, min_matched: float) -> float:
     rows = np.arange(len(assign))
     b_slots = assign[:, [0, 3]]
     b_flavour = np.where(b_slots >= 0, flavour[rows[:, None], np.maximum(b_slots, 0)] == 5, np.nan)
-    assert np.nanmean(b_flavour) > 0.95
+    assert np.nanmean(b_flavour) > 0.85  # 0.957 on the shipped 200 000 events; ~100 b jets here
     rates = data.manifest["settings"]["btag"]
     for code, p in ((5, rates["efficiency_b"]), (4, rates["mistag_c"]), (0, rates["mistag_light"])):
         tags = jets[mask & (flavour == code)][:, 4]
