@@ -115,3 +115,36 @@ def tiny_jet_config(tmp_path: Path, **overrides: Any) -> Path:
         "equivalence": {"min_events": 1000},
     }
     return small_jet_config(tmp_path, **_merge(tiny, overrides))
+
+
+def spanet_csim_matches(firmware: Any, cfg: Any, family: Any, x: list[Any], out_dir: Path) -> tuple[Any, Any]:
+    """Convert a SPA-Net firmware model with hls4ml, compile its C simulation and assert it equals the Keras
+    firmware model and the design interpreter on `x` event by event; returns (C simulation outputs, design)."""
+    import hls4ml
+    import numpy as np
+
+    from trigger.convert import hls_config
+    from trigger.design import lower, run
+
+    hls_model = hls4ml.converters.convert_from_keras_model(
+        firmware, hls_config=hls_config(firmware, cfg, family), output_dir=str(out_dir),
+        backend=cfg.hls.backend, part=cfg.hls.part, clock_period=cfg.hls.clock_period_ns, io_type=cfg.hls.io_type)
+    hls_model.compile()
+    events = len(x[0])
+    sim = np.asarray(hls_model.predict(x)).reshape(events, 8)
+    keras_out = firmware.predict(x, batch_size=1024, verbose=0)
+    design = lower(hls_model, meta={"family": "spanet", "backend": cfg.hls.backend})
+    emulated = run(design, x)[0]
+    for what, other in (("Keras firmware model", keras_out), ("design interpreter", emulated)):
+        differ = np.flatnonzero(np.any(other != sim, axis=1))
+        assert differ.size == 0, f"C simulation vs {what}: {differ.size} of {events} events differ"
+    return sim, design
+
+
+def on_input_port(values: Any, cfg: Any) -> Any:
+    """Values on the input port's grid and range, as the pipeline feeds a model (`quantization.input`)."""
+    import numpy as np
+
+    port = cfg.quantization.input
+    frac, top = port.bits - port.integer - 1, 2.0 ** port.integer
+    return np.clip(np.floor(values * 2 ** frac) / 2 ** frac, -top, top - 2.0 ** -frac)

@@ -179,7 +179,9 @@ def test_family_trains_and_its_firmware_model_matches_csim(tmp_path: Path) -> No
     assert history.history["loss"][-1] < history.history["loss"][0]
 
     firmware = family.firmware_model(model)
-    x = [np.floor(prepared.test.x[0] * 2 ** 10) / 2 ** 10, prepared.test.x[1]]  # the input grid
+    port = family.cfg.quantization.input  # the input grid and its range, as the pipeline feeds the model
+    frac, top = port.bits - port.integer - 1, 2.0 ** port.integer
+    x = [np.clip(np.floor(prepared.test.x[0] * 2 ** frac) / 2 ** frac, -top, top - 2.0 ** -frac), prepared.test.x[1]]
     reference = firmware.predict(x, verbose=0)
     config = hls4ml.utils.config_from_keras_model(firmware, granularity="name", backend="Vitis")
     family.configure_hls(config, firmware)
@@ -209,7 +211,7 @@ def test_family_trains_and_its_firmware_model_matches_csim(tmp_path: Path) -> No
 
 
 def test_four_momentum_features_are_optional() -> None:
-    plain = SpaNet(_config({"four_momentum": False}))
+    plain = SpaNet(_config({"four_momentum": False}, mass_prior=False))
     extended = SpaNet(_config({"four_momentum": True}))
     assert len(extended.features) == len(plain.features) + 4
     assert extended.build(quantized=False).inputs[0].shape[-1] == len(extended.features)

@@ -19,15 +19,17 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import on_input_port, spanet_csim_matches
 
 from trigger.config import Config, load_config, parse_config
-from trigger.design import Design, Fx, Tensor, lower, quantize, run
+from trigger.design import Design, Fx, Tensor, quantize, run
 from trigger.design.spanet import MASK, attention_op, fx_attention, softmax_tables
 from trigger.errors import ConfigError, InputError
 from trigger.families.spanet import SpaNet, triplet_targets
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = {"max_jets": 6, "embed": [8, 8], "head_dim": 4, "heads": 2, "attention_blocks": 3, "rank": 3}
+SMALL = {"max_jets": 6, "embed": [8, 8], "head_dim": 4, "heads": 2, "attention_blocks": 3, "rank": 3,
+         "mass_prior": False, "candidates": 0}
 EVENTS = 2000
 
 N, D, H = 6, 8, 4  # the op-level tests: jets, model width, head width
@@ -194,10 +196,6 @@ def test_rtl_trace_of_two_heads_equals_the_interpreter() -> None:
 
 def test_csim_equals_the_design_and_the_firmware_model_with_two_heads_and_three_blocks(tmp_path: Path) -> None:
     """One compile: hls.reuse_factor 1, attention1 at reuse 2 (its pipelined stages over both heads)."""
-    import hls4ml
-
-    from trigger.convert import hls_config
-
     cfg = _config(reuse_factor={"attention1": 2})
     family = SpaNet(cfg)
     model = family.build(quantized=True)
@@ -212,21 +210,9 @@ def test_csim_equals_the_design_and_the_firmware_model_with_two_heads_and_three_
     mask = (np.arange(SMALL["max_jets"])[None] < n_real[:, None]).astype(np.float64)
     jets = rng.normal(0, 2, (EVENTS, SMALL["max_jets"], firmware.inputs[0].shape[-1]))
     jets[: EVENTS // 10] *= 20  # saturate some intermediates
-    port = cfg.quantization.input  # on the input port's grid and range, as the pipeline feeds the model
-    frac, top = port.bits - port.integer - 1, 2.0 ** port.integer
-    jets = np.clip(np.floor(jets * 2 ** frac) / 2 ** frac, -top, top - 2.0 ** -frac)
+    jets = on_input_port(jets, cfg)  # as the pipeline feeds the model
     x = [np.ascontiguousarray(jets * mask[..., None]), mask]
-    hls_model = hls4ml.converters.convert_from_keras_model(
-        firmware, hls_config=hls_config(firmware, cfg, family), output_dir=str(tmp_path / "prj"),
-        backend=cfg.hls.backend, part=cfg.hls.part, clock_period=cfg.hls.clock_period_ns, io_type=cfg.hls.io_type)
-    hls_model.compile()
-    sim = np.asarray(hls_model.predict(x)).reshape(EVENTS, 8)
-    keras_out = firmware.predict(x, batch_size=1024, verbose=0)
-    design = lower(hls_model, meta={"family": "spanet", "backend": cfg.hls.backend})
-    emulated = run(design, x)[0]
-    for what, other in (("Keras firmware model", keras_out), ("design interpreter", emulated)):
-        differ = np.flatnonzero(np.any(other != sim, axis=1))
-        assert differ.size == 0, f"C simulation vs {what}: {differ.size} of {EVENTS} events differ"
+    sim, design = spanet_csim_matches(firmware, cfg, family, x, tmp_path / "prj")
     assert np.unique(sim[:, 3::4]).size > 50  # the scores are not trivially constant
     assert np.any(sim[:, :3] >= 0)  # and triplets are found
 
@@ -236,7 +222,7 @@ def test_csim_equals_the_design_and_the_firmware_model_with_two_heads_and_three_
     params = (tmp_path / "prj" / "firmware" / "parameters.h").read_text()
     assert re.findall(r"heads = (\d+);", params) == ["2"] * 3
     design.save(tmp_path / "saved")
-    np.testing.assert_array_equal(run(Design.load(tmp_path / "saved"), x)[0], emulated)
+    np.testing.assert_array_equal(run(Design.load(tmp_path / "saved"), x)[0], sim)  # sim = the interpreter
 
 
 def test_a_training_step_of_the_twin_with_two_heads() -> None:

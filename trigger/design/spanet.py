@@ -1,4 +1,4 @@
-"""The SPA-Net extension ops of the design: FxDense, FxSelfAttention and FxTripletArgmax.
+"""The SPA-Net extension ops of the design: FxDense, FxSelfAttention, FxMassPrior and FxTripletArgmax.
 
 This module is the one definition of their fixed-point arithmetic. The interpreter runs these kernels; the
 Keras layers' forward passes (`trigger.hls_ext.layers`) call the same kernels on ops built from the layers'
@@ -32,6 +32,9 @@ DENSE_WEIGHTS = ("kernel", "bias")
 ATTENTION_WEIGHTS = ("kernel_q", "bias_q", "kernel_k", "bias_k", "kernel_v", "bias_v", "kernel_o", "bias_o")
 TABLES = ("exp_table", "inv_table")
 TRIPLET_WEIGHTS = ("kernel_b", "bias_b", "kernel_p", "bias_p")
+MASS_PRIOR_TYPES = ("in", "prior")
+MASS_PRIOR_TABLES = ("pair_table", "triplet_table")
+MINKOWSKI = np.array([1.0, -1.0, -1.0, -1.0])  # metric of the (E, px, py, pz) columns
 MASK = Fx(1, 1, False)  # the mask input: 1 for a real jet, 0 for padding
 C_INT = Fx(32, 32, True, "TRN_ZERO", "WRAP")  # a C++ int, as ap_fixed's to_int() gives it
 TRIPLET_BLOCK = 1024  # events per block of the triplet kernel: its scores are n^3 per event (2 tops, q < q')
@@ -43,6 +46,13 @@ def _count(value: Any, where: str, what: str) -> int:
     """An integer attribute >= 1 of an op, or one line naming it (a design file may hold anything)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise InputError(f"{where}: {what} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def _index(value: Any, where: str, what: str) -> int:
+    """An integer attribute >= 0 of an op, or one line naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise InputError(f"{where}: {what} must be an integer >= 0, got {value!r}")
     return int(value)
 
 
@@ -112,11 +122,28 @@ def attention_types(declared: Mapping[str, Fx], n_items: int, n_in: int, n_head:
 
 
 def triplet_types(declared: Mapping[str, Fx], n_in: int, rank: int) -> dict[str, Fx]:
-    """The declared types plus the C++'s exact accumulators of the projections and of the scores."""
+    """The declared types plus the C++'s exact accumulators of the projections and of the scores; with a
+    mass prior (declared `prior`, the type of the third input) the score accumulator also holds it."""
     d = declared
-    return {**{k: d[k] for k in TRIPLET_TYPES},
+    prior = {"prior": d["prior"]} if "prior" in d else {}
+    return {**{k: d[k] for k in TRIPLET_TYPES}, **prior,
             "proj_acc": sum_type(d["in"], d["weight"], n_in, d["bias"]),
-            "score_acc": sum_type(d["factor"], d["pair"], rank)}
+            "score_acc": sum_type(d["factor"], d["pair"], rank, d.get("prior"))}
+
+
+def _widened(t: Fx, bits: int) -> Fx:
+    return Fx(t.width + bits, t.integer + bits, True)
+
+
+def mass_prior_types(declared: Mapping[str, Fx]) -> dict[str, Fx]:
+    """The declared types (input, table entries) plus the C++'s exact ones: the Minkowski products of two
+    jets (four products), a pair's mass squared (three of them, one doubled: 4 x the bound), a triplet's (nine:
+    16 x) and the sum of the two table entries, the op's output."""
+    d = declared
+    gram = sum_type(d["in"], d["in"], 4)
+    return {**{k: d[k] for k in MASS_PRIOR_TYPES}, "gram": gram, "pair_m2": _widened(gram, 2),
+            "triplet_m2": _widened(gram, 4),
+            "out": Fx.declared([d["prior"].width + 1, d["prior"].integer + 1])}  # exact, declared for the head
 
 
 def softmax_tables(exp_frac: int, exp_range: int, inv_frac: int, n_keys: int, *, exp_t: Fx,
@@ -131,6 +158,12 @@ def softmax_tables(exp_frac: int, exp_range: int, inv_frac: int, n_keys: int, *,
     inv_size = (n_keys - 1) * 2 ** inv_frac + 1
     inv_table = quantize(1.0 / (1.0 + (np.arange(inv_size) + 0.5) / 2.0 ** inv_frac), inv_t)
     return exp_table, inv_table
+
+
+def table_index(value: np.ndarray, frac: int, size: int) -> np.ndarray:
+    """The address of a mass table: floor(value 2^frac) clamped to [0, size - 1], as the C++ computes it
+    (a negative mass squared, from the input grid's rounding, reads entry 0)."""
+    return np.clip(np.floor(value * 2.0 ** frac), 0, size - 1).astype(np.int64)
 
 
 # -------------------------------------------------------------------------------------------------- ops
@@ -175,9 +208,29 @@ def attention_op(name: str, inputs: list[str], output: Tensor, declared: Mapping
               source=source)
 
 
+def mass_prior_op(name: str, inputs: list[str], output: Tensor, declared: Mapping[str, Fx], weights: WeightSpec,
+                  *, n_items: int, column: int, pair_frac: int, triplet_frac: int, reuse: int = 1,
+                  source: str = "") -> Op:
+    """The learned mass prior of every triplet of `scan_order`: (n, F) -> (M,) = pair_table[m^2(q, q')] +
+    triplet_table[m^2(b, q, q')], the masses squared formed exactly from the input's (E, px, py, pz) columns
+    `column` to `column + 3`; `weights` holds the two tables."""
+    where = source or name
+    if n_items < 3:
+        raise InputError(f"{where}: a triplet needs 3 items, the op has {n_items}")
+    values, types = _weights(weights)
+    return Op("fx_mass_prior", name, list(inputs), output, types=mass_prior_types(declared), weights=values,
+              weight_types=types,
+              attrs={"n_items": int(n_items), "column": _index(column, where, "column"),
+                     "pair_frac": int(pair_frac), "pair_size": len(values["pair_table"]),
+                     "triplet_frac": int(triplet_frac), "triplet_size": len(values["triplet_table"]),
+                     "reuse_factor": reuse_factor(reuse, where)}, source=source)
+
+
 def triplet_op(name: str, inputs: list[str], output: Tensor, declared: Mapping[str, Fx], weights: WeightSpec,
-               *, n_items: int, reuse: int = 1, source: str = "") -> Op:
-    """Symmetric triplet scores of two tops and their greedy argmax: [(n, d), (n,)] -> (8,)."""
+               *, n_items: int, candidates: int = 0, reuse: int = 1, source: str = "") -> Op:
+    """Symmetric triplet scores of two tops and their greedy argmax: [(n, d), (n,)(, (M,) prior)] -> (8,); a
+    third input (a mass prior in `scan_order`, of the declared type `prior`) is added to both tops' scores.
+    `candidates` 0 decodes greedily, k >= 1 searches k candidates per top (`decode_positions`)."""
     if n_items < 3:
         raise InputError(f"{source or name}: a triplet needs 3 items, the op has {n_items}")
     values, types = _weights(weights)
@@ -185,6 +238,7 @@ def triplet_op(name: str, inputs: list[str], output: Tensor, declared: Mapping[s
     return Op("fx_triplet_argmax", name, list(inputs), output, types=triplet_types(declared, n_in, rank),
               weights=values, weight_types=types,
               attrs={"n_items": int(n_items), "n_in": n_in, "rank": rank,
+                     "candidates": _index(candidates, source or name, "candidates"),
                      "reuse_factor": reuse_factor(reuse, source or name)}, source=source)
 
 
@@ -271,17 +325,45 @@ def scan_order(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return b[keep], q[keep], q2[keep]
 
 
-def triplet_scores(op: Op, x: np.ndarray) -> np.ndarray:
+@kernel("fx_mass_prior")
+def fx_mass_prior(op: Op, args: list[np.ndarray], arg_types: list[Fx]) -> np.ndarray:
+    """(B, n, F) -> (B, M): each `scan_order` triplet's pair_table[m^2(q, q')] + triplet_table[m^2(b, q, q')].
+
+    With G the Minkowski products of the jets' four-momenta, m^2(i, j) = G_ii + G_jj + 2 G_ij and m^2(b, q, q')
+    = m^2(b, q) + m^2(b, q') + m^2(q, q') - G_bb - G_qq - G_q'q', all exact (sums of products of input codes).
+    """
+    t, a = op.types, op.attrs
+    in_t = t["in"]
+    require_exact(op, 16 * 4 * magnitude(in_t) ** 2, 2 * in_t.frac)
+    for name in ("gram", "pair_m2", "triplet_m2"):  # the C++ types of the three sums must hold them
+        scale = {"gram": 4, "pair_m2": 16, "triplet_m2": 64}[name]
+        _require_exact_sum(op, name, scale * magnitude(in_t) ** 2, 2 * in_t.frac)
+    x = quantize(args[0], in_t)
+    p = x[..., a["column"]:a["column"] + 4]
+    gram = np.einsum("bic,bjc->bij", p * MINKOWSKI, p)
+    own = np.diagonal(gram, axis1=1, axis2=2)
+    pair_m2 = own[:, :, None] + own[:, None, :] + 2.0 * gram
+    b, q, q2 = scan_order(a["n_items"])
+    triplet_m2 = pair_m2[:, b, q] + pair_m2[:, b, q2] + pair_m2[:, q, q2] - own[:, b] - own[:, q] - own[:, q2]
+    w = op.weights
+    prior = (w["pair_table"][table_index(pair_m2[:, q, q2], a["pair_frac"], a["pair_size"])]
+             + w["triplet_table"][table_index(triplet_m2, a["triplet_frac"], a["triplet_size"])])
+    return quantize(quantize(prior, t["out"]), op.output.type)
+
+
+def triplet_scores(op: Op, x: np.ndarray, prior: np.ndarray | None = None) -> np.ndarray:
     """(B, n, d) -> (B, 2, M): per top, the score of each triplet of `scan_order`,
-    S[t, (b, q, q')] = score(sum_r u[t,b,r] * pair(v[t,q,r] * v[t,q',r])).
+    S[t, (b, q, q')] = score(prior[(b, q, q')] + sum_r u[t,b,r] * pair(v[t,q,r] * v[t,q',r])), the prior
+    (B, M) zero without one.
 
     The same partner factors v score q and q', so S is symmetric under q <-> q' by construction.
     """
     t = op.types
     factor, pair_t = t["factor"], t["pair"]
     require_exact(op, magnitude(factor) ** 2, 2 * factor.frac)
-    _require_exact_sum(op, "score_acc", op.attrs["rank"] * magnitude(factor) * magnitude(pair_t),
-                       factor.frac + pair_t.frac)
+    prior_bound = magnitude(t["prior"]) if prior is not None else 0.0
+    _require_exact_sum(op, "score_acc", op.attrs["rank"] * magnitude(factor) * magnitude(pair_t) + prior_bound,
+                       max(factor.frac + pair_t.frac, t["prior"].frac if prior is not None else 0))
     xq = quantize(x, t["in"])
     u = np.stack([_project(op, xq, "kernel_b", "bias_b", "factor", top=top) for top in (0, 1)], axis=1)
     v = np.stack([_project(op, xq, "kernel_p", "bias_p", "factor", top=top) for top in (0, 1)], axis=1)
@@ -290,7 +372,10 @@ def triplet_scores(op: Op, x: np.ndarray) -> np.ndarray:
     pair = quantize(v[:, :, q, :] * v[:, :, q2, :], pair_t)  # (B, 2, pairs, r)
     scores = u @ np.swapaxes(pair, -1, -2)  # (B, 2, n, pairs): every b with every pair, in scan order
     keep = ((np.arange(n)[:, None] != q) & (np.arange(n)[:, None] != q2)).ravel()
-    return quantize(scores.reshape(events, 2, -1)[:, :, keep], t["score"])
+    scores = scores.reshape(events, 2, -1)[:, :, keep]
+    if prior is not None:
+        scores = scores + quantize(prior, t["prior"])[:, None, :]
+    return quantize(scores, t["score"])
 
 
 def first_argmax(scores: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -325,20 +410,60 @@ def greedy_positions(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(winner[:, None] == 1, np.stack([lost, won], 1), np.stack([won, lost], 1))
 
 
-def greedy_assign(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def joint_positions(scores: np.ndarray, mask: np.ndarray, candidates: int) -> np.ndarray:
+    """(B, 2, M) scores of the `scan_order` triplets -> (B, 2) position of each top's triplet (-1 if none): the
+    disjoint pair of triplets with the highest summed score among `candidates` per top.
+
+    For each top h (0, then 1) in turn, its `candidates` best valid triplets are taken in order (repeated first
+    maxima); each is paired with the other top's best triplet sharing no jet with it; the pair with the strictly
+    highest sum wins (the first in that order on a tie). With no such pair (fewer than six jets) each top keeps its
+    own best. Greedy decoding (`greedy_positions`) misses the best pair whenever the better top's first choice
+    steals a jet of the other; with 4 candidates the search matches the full search over all disjoint pairs on
+    the chi-square's 6-jet events (docs/spanet.md).
+    """
+    b, q, q2 = scan_order(np.shape(mask)[-1])
+    valid = np.asarray(mask) > 0
+    ok = valid[:, b] & valid[:, q] & valid[:, q2]
+    jets = (1 << b) | (1 << q) | (1 << q2)
+    rows = np.arange(len(ok))
+    own = np.stack([first_argmax(scores[:, top], ok)[0] for top in range(2)], axis=1)
+    chosen, best, have = own.copy(), np.zeros(len(ok)), np.zeros(len(ok), dtype=bool)
+    for top in range(2):
+        left = ok.copy()
+        for _ in range(candidates):
+            pos, score = first_argmax(scores[:, top], left)
+            exists = pos >= 0
+            safe = np.maximum(pos, 0)
+            left[rows[exists], pos[exists]] = False
+            disjoint = (jets[None, :] & jets[safe][:, None]) == 0
+            partner, partner_score = first_argmax(scores[:, 1 - top], ok & disjoint)
+            total = score + partner_score
+            better = exists & (partner >= 0) & (~have | (total > best))
+            best, have = np.where(better, total, best), have | better
+            chosen[better, top], chosen[better, 1 - top] = pos[better], partner[better]
+    return chosen
+
+
+def decode_positions(scores: np.ndarray, mask: np.ndarray, candidates: int) -> np.ndarray:
+    """The on-chip decoding of the two tops: greedy with `candidates` 0, else the joint search."""
+    return joint_positions(scores, mask, candidates) if candidates else greedy_positions(scores, mask)
+
+
+def greedy_assign(scores: np.ndarray, mask: np.ndarray, candidates: int = 0) -> np.ndarray:
     """(B, 2, n, n, n) scores (a trained model's logits) -> (B, 2) flat triplet b n^2 + q n + q' per top (-1
-    if none), decoded as on chip (`greedy_positions`)."""
+    if none), decoded as on chip (`decode_positions`)."""
     events, _, n = scores.shape[:3]
     b, q, q2 = scan_order(n)
     flat = b * n * n + q * n + q2
-    chosen = greedy_positions(scores.reshape(events, 2, n ** 3)[:, :, flat], mask)
+    chosen = decode_positions(scores.reshape(events, 2, n ** 3)[:, :, flat], mask, candidates)
     return np.where(chosen >= 0, flat[np.maximum(chosen, 0)], -1)
 
 
-def _triplet_block(op: Op, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    scores = triplet_scores(op, x)
+def _triplet_block(op: Op, x: np.ndarray, mask: np.ndarray, prior: np.ndarray | None) -> np.ndarray:
+    scores = triplet_scores(op, x, prior)
     events = len(scores)
-    chosen = greedy_positions(scores, mask)
+    chosen = decode_positions(scores, mask, _index(op.attrs.get("candidates", 0), op.source or op.name,
+                                                   "candidates"))
     found = chosen >= 0
     safe = np.maximum(chosen, 0)
     best = np.take_along_axis(scores, safe[..., None], axis=-1)[..., 0]
@@ -352,12 +477,14 @@ def _triplet_block(op: Op, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 @kernel("fx_triplet_argmax")
 def fx_triplet_argmax(op: Op, args: list[np.ndarray], arg_types: list[Fx]) -> np.ndarray:
-    """(B, n, d) x (B, n) -> (B, 8) = (b, q, q', score) per top, decoded by `greedy_positions`, in blocks of
-    events to bound the memory of the scores. An event without a valid triplet gives indices -1 and the
-    output type's lowest value (only its top bit set)."""
-    x, mask = args
+    """(B, n, d) x (B, n) (x (B, M) prior) -> (B, 8) = (b, q, q', score) per top, decoded by
+    `greedy_positions`, in blocks of events to bound the memory of the scores. An event without a valid
+    triplet gives indices -1 and the output type's lowest value (only its top bit set)."""
+    x, mask, *rest = args
+    prior = rest[0] if rest else None
     blocks = [slice(s, s + TRIPLET_BLOCK) for s in range(0, max(len(x), 1), TRIPLET_BLOCK)]
-    return np.concatenate([_triplet_block(op, x[s], mask[s]) for s in blocks])
+    return np.concatenate([_triplet_block(op, x[s], mask[s], None if prior is None else prior[s])
+                           for s in blocks])
 
 
 # -------------------------------------------------------------------------------------------- lowerings
@@ -391,8 +518,17 @@ def _lower_attention(layer: Any, ctx: Context) -> Op:
                         heads=layer.get_attr("heads"), reuse=_reuse(layer), source=_source(layer))
 
 
+@lowering("FxMassPriorHLS")
+def _lower_mass_prior(layer: Any, ctx: Context) -> Op:
+    return mass_prior_op(layer.name, ctx.inputs(layer), ctx.output(layer), _declared(layer),
+                         {k: ctx.weight(layer, k) for k in MASS_PRIOR_TABLES}, n_items=int(layer.get_attr("n_items")),
+                         column=int(layer.get_attr("column")), pair_frac=int(layer.get_attr("pair_frac")),
+                         triplet_frac=int(layer.get_attr("triplet_frac")), reuse=_reuse(layer),
+                         source=_source(layer))
+
+
 @lowering("FxTripletArgmaxHLS")
 def _lower_triplets(layer: Any, ctx: Context) -> Op:
     return triplet_op(layer.name, ctx.inputs(layer), ctx.output(layer), _declared(layer),
                       {k: ctx.weight(layer, k) for k in TRIPLET_WEIGHTS}, n_items=int(layer.get_attr("n_items")),
-                      reuse=_reuse(layer), source=_source(layer))
+                      candidates=int(layer.get_attr("candidates", 0)), reuse=_reuse(layer), source=_source(layer))

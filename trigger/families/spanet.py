@@ -22,7 +22,7 @@ from trigger.config import FixedType, Section
 from trigger.data.ttbar import FEATURES as JET_COLUMNS
 from trigger.data.ttbar import B as B_FLAVOUR
 from trigger.design.fixed import Fx, quantize
-from trigger.design.spanet import config_spec, greedy_assign
+from trigger.design.spanet import MASS_PRIOR_TABLES, config_spec, greedy_assign, mass_prior_types
 from trigger.errors import ConfigError
 from trigger.families.base import ModelFamily, Prepared, Split
 from trigger.rate import clopper_pearson
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from trigger.data import Dataset
 
 SIGNED_TYPES = {"qkv": (14, 5), "score": (14, 6), "ctx": (14, 5), "factor": (12, 4), "pair": (14, 6),
-                "triplet_score": (18, 9)}
+                "triplet_score": (18, 9), "prior": (12, 5)}
 UNSIGNED_TYPES = {"exp": (10, 1), "inv": (10, 1), "attn": (10, 1)}
 MULTIPLICITIES = (("6", 6, 6), ("7", 7, 7), (">=8", 8, 99))
 # metrics key, label, b-tag used: none, the dataset's realistic tag, or the truth flavour (a reference no
@@ -42,7 +42,11 @@ MULTIPLICITIES = (("6", 6, 6), ("7", 7, 7), (">=8", 8, 99))
 CHI2_BASELINES = (("chi2", "chi-square (masses)", None), ("chi2_btag", "chi-square (masses + b-tag)", "btag"),
                   ("chi2_btag_truth", "reference: chi-square (masses + truth b flavour)", "truth"))
 FEATURES = ("log_pt", "eta", "cos_phi", "sin_phi", "log_mass", "btag")
-MOMENTUM = ("energy", "px", "py", "pz")  # optional: lets bilinear scores form Minkowski products p_i . p_j
+MOMENTUM = ("energy", "px", "py", "pz")  # optional, in units of MOMENTUM_UNIT, not standardised
+MOMENTUM_UNIT = 100.0  # GeV: on the input grid ap_fixed<16,6>, 0.1 GeV steps up to 3.2 TeV
+MASS_PRIOR = {"pair_frac": 5, "pair_size": 128, "triplet_frac": 4, "triplet_size": 256, "hidden": 16}
+"""Defaults of `model.architecture.mass_prior`: tables of m^2 in (100 GeV)^2, bins of 2^-frac up to size bins
+(pairs up to 200 GeV in 2 GeV steps near the W, triplets up to 400 GeV in 2 GeV steps near the top)."""
 
 
 def _fixed(sec: Section, key: str, default: tuple[int, int]) -> FixedType:
@@ -81,6 +85,7 @@ class SpaNet(ModelFamily):
         self.heads = arch.integer("heads", 1, minimum=1, maximum=8)
         self.head_dim = arch.integer("head_dim", 8, minimum=1, maximum=64)
         self.rank = arch.integer("rank", 6, minimum=1, maximum=32)
+        self.candidates = arch.integer("candidates", 0, minimum=0, maximum=16)
         softmax = arch.section("softmax")
         self.exp_frac = softmax.integer("exp_frac", 4, minimum=0, maximum=8)
         self.exp_range = softmax.integer("exp_range", 8, minimum=1, maximum=32)
@@ -100,6 +105,13 @@ class SpaNet(ModelFamily):
             raise ConfigError("model.architecture.types.triplet_score.integer",
                               "too small: the triplet output also carries the jet indices")
         types.finish()
+        self.mass_prior: dict[str, int] | None = None
+        if arch.has("mass_prior") and arch.get("mass_prior") is not False:
+            prior = arch.section("mass_prior")
+            self.mass_prior = {k: prior.integer(k, v, minimum=0 if k.endswith("frac") else 1,
+                                                maximum=8 if k.endswith("frac") else 4096)
+                               for k, v in MASS_PRIOR.items()}
+            prior.finish()
         layers = [name for name, _ in self._layer_names()]
         self.reuse_factors = _reuse_factors(arch.section("reuse_factor"), layers)
         arch.finish()
@@ -111,6 +123,9 @@ class SpaNet(ModelFamily):
         self.features = FEATURES + (MOMENTUM if self.four_momentum else ())
         self.augment_seed = prep.integer("augment_seed", 0, minimum=0)
         prep.finish()
+        if self.mass_prior is not None and not self.four_momentum:
+            raise ConfigError("model.architecture.mass_prior",
+                              "needs model.preprocessing.four_momentum: true (the masses come from those columns)")
 
         ev = Section(cfg.evaluation, "evaluation")
         chi2 = ev.section("chi2")
@@ -136,7 +151,7 @@ class SpaNet(ModelFamily):
         columns = [np.log1p(np.maximum(pt, 0.0)), eta, np.cos(phi), np.sin(phi), np.log1p(mass), btag]
         if self.four_momentum:
             px, py, pz = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
-            columns += [np.sqrt(px ** 2 + py ** 2 + pz ** 2 + mass ** 2), px, py, pz]
+            columns += [v / MOMENTUM_UNIT for v in (np.sqrt(px ** 2 + py ** 2 + pz ** 2 + mass ** 2), px, py, pz)]
         feats = np.stack(columns, axis=-1)
         if self.norm is not None:
             feats = (feats - np.asarray(self.norm["mean"])) / np.asarray(self.norm["std"])
@@ -198,8 +213,11 @@ class SpaNet(ModelFamily):
             train = self._split(data.train, for_training=True)
             feats, mask = train.x[0], train.x[1].astype(bool)
             real = feats[mask]
-            std = real.std(axis=0)
-            self.norm = {"mean": real.mean(axis=0).tolist(), "std": np.where(std > 0, std, 1.0).tolist()}
+            mean, std = real.mean(axis=0), real.std(axis=0)
+            std = np.where(std > 0, std, 1.0)
+            # The four-momentum stays in its physical unit: the mass prior forms Minkowski products of it.
+            mean[len(FEATURES):], std[len(FEATURES):] = 0.0, 1.0
+            self.norm = {"mean": mean.tolist(), "std": std.tolist()}
         train = self._split(self._augmented(data.train), for_training=True)
         both = train.meta["fully_matched"]
         self.chi2_params = fit_resolutions(self.chi2_params, train.meta["jets"][both],
@@ -231,7 +249,19 @@ class SpaNet(ModelFamily):
         names = [(f"embed{i}", "dense") for i in range(len(self.embed))]
         for b in range(self.blocks):
             names += [(f"attention{b}", "attention"), (f"ffn{b}", "dense")]
+        if self.mass_prior is not None:
+            names.append(("mass_prior", "mass_prior"))
         return [*names, ("triplets", "triplets")]
+
+    def _mass_prior_types(self) -> dict[str, Fx]:
+        """The prior's input (the jets' input grid) and table types, and the type of its output (two table
+        entries summed), which the triplet head adds to its scores."""
+        declared = {"in": self._fx(self.cfg.quantization.input), "prior": self.types["prior"]}
+        return {**declared, "out": mass_prior_types(declared)["out"]}
+
+    def _mass_prior_geometry(self) -> dict[str, int]:
+        assert self.mass_prior is not None
+        return {"column": len(FEATURES), **{k: v for k, v in self.mass_prior.items() if k != "hidden"}}
 
     def _attention_types(self, name: str) -> dict[str, Fx]:
         """Every type of an attention block but its input's (which is the previous layer's output)."""
@@ -242,14 +272,15 @@ class SpaNet(ModelFamily):
 
     def _triplet_types(self) -> dict[str, Fx]:
         weight, bias, _ = self._layer_types("triplets")
+        prior = {"prior": self._mass_prior_types()["out"]} if self.mass_prior is not None else {}
         return {"factor": self.types["factor"], "pair": self.types["pair"],
-                "score": self.types["triplet_score"], "weight": weight, "bias": bias}
+                "score": self.types["triplet_score"], "weight": weight, "bias": bias, **prior}
 
     def build(self, quantized: bool) -> keras.Model:
         from qkeras import QConv1D, quantized_bits, quantized_relu
         from tensorflow import keras
 
-        from trigger.hls_ext.train import SelfAttention, TripletScores
+        from trigger.hls_ext.train import MassPrior, SelfAttention, TripletScores
 
         n = self.max_jets
         jets = keras.Input((n, len(self.features)), name="jets")
@@ -257,6 +288,7 @@ class SpaNet(ModelFamily):
         widths = {f"embed{i}": w for i, w in enumerate(self.embed)}
         d_model = self.embed[-1]
         h = jets
+        prior: list[Any] = []
         for name, kind in self._layer_names():
             if kind == "dense":
                 width = widths.get(name, d_model)
@@ -272,9 +304,15 @@ class SpaNet(ModelFamily):
                 types = ({k: config_spec(v) for k, v in self._attention_types(name).items()}
                          if quantized else None)
                 h = SelfAttention(self.head_dim, types, heads=self.heads, name=name)([h, mask])
+            elif kind == "mass_prior":
+                assert self.mass_prior is not None
+                t = self._mass_prior_types()
+                types = {k: config_spec(t[k]) for k in ("in", "prior")} if quantized else None
+                prior = [MassPrior(**self._mass_prior_geometry(), hidden=self.mass_prior["hidden"], types=types,
+                                   name=name)(jets)]
             else:
                 types = {k: config_spec(v) for k, v in self._triplet_types().items()} if quantized else None
-                h = TripletScores(self.rank, types, name=name)([h, mask])
+                h = TripletScores(self.rank, types, name=name)([h, mask, *prior])
         return keras.Model([jets, mask], h, name="spanet")
 
     def compile_args(self) -> dict[str, Any]:
@@ -297,6 +335,7 @@ class SpaNet(ModelFamily):
             ATTENTION_WEIGHTS,
             TRIPLET_WEIGHTS,
             FxDense,
+            FxMassPrior,
             FxSelfAttention,
             FxTripletArgmax,
         )
@@ -311,6 +350,7 @@ class SpaNet(ModelFamily):
         jets = keras.Input(model.inputs[0].shape[1:], name="jets")
         mask = keras.Input(model.inputs[1].shape[1:], name="mask")
         h = jets
+        prior: list[Any] = []
         for name, kind in self._layer_names():
             trained = model.get_layer(name)
             weight_t, bias_t, _ = self._layer_types(name)
@@ -327,13 +367,21 @@ class SpaNet(ModelFamily):
                                         inv_frac=self.inv_frac, heads=self.heads, name=name)
                 values = _on_grid(trained, ATTENTION_WEIGHTS, weight_t, bias_t)
                 h = layer([h, mask])
+            elif kind == "mass_prior":
+                t = self._mass_prior_types()
+                layer = FxMassPrior(**self._mass_prior_geometry(),
+                                    types={k: config_spec(t[k]) for k in ("in", "prior")}, name=name)
+                tables = trained.tables()  # the trained twin's tables, already on the prior grid
+                values = [tables[k] for k in MASS_PRIOR_TABLES]
+                prior = [layer(jets)]
             else:
-                layer = FxTripletArgmax(self.rank, {"in": in_t, **self._triplet_types()}, name=name)
+                layer = FxTripletArgmax(self.rank, {"in": in_t, **self._triplet_types()},
+                                        candidates=self.candidates, name=name)
                 values = _on_grid(trained, TRIPLET_WEIGHTS, weight_t, bias_t)
-                h = layer([h, mask])
+                h = layer([h, mask, *prior])
             layer.set_weights(values)
             layer.check_grid()
-            in_t = layer.fx_types["out"] if kind != "triplets" else in_t
+            in_t = layer.fx_types["out"] if kind in ("dense", "attention") else in_t
         return keras.Model([jets, mask], h, name="spanet_firmware")
 
     def configure_hls(self, hls_config: dict[str, Any], firmware_model: keras.Model) -> None:
@@ -351,12 +399,12 @@ class SpaNet(ModelFamily):
 
     def decode(self, outputs: np.ndarray | list[np.ndarray], split: Split) -> np.ndarray:
         """(N, 2, 3) chosen (b, q, q') per head, from firmware outputs (N, 8) or from a trained model's logits
-        (N, 2, n^3), which are decoded exactly as on chip (`greedy_assign`)."""
+        (N, 2, n^3), which are decoded exactly as on chip (`greedy_assign`, with `candidates`)."""
         out = np.asarray(outputs[0] if isinstance(outputs, list) else outputs)
         if out.ndim == 2 and out.shape[1] == 8:
             return out.reshape(-1, 2, 4)[..., :3].astype(np.int64)
         n = self.max_jets
-        best = greedy_assign(out.reshape(len(out), 2, n, n, n), split.x[1])
+        best = greedy_assign(out.reshape(len(out), 2, n, n, n), split.x[1], self.candidates)
         chosen = np.stack([best // (n * n), (best // n) % n, best % n], axis=-1)
         return np.where(best[..., None] >= 0, chosen, -1)
 

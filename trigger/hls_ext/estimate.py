@@ -199,6 +199,24 @@ def estimate_attention(op: Any, design: Any, p: Any, period_ns: float) -> LayerE
     return c.estimate(op, design, period_ns)
 
 
+def estimate_mass_prior(op: Any, design: Any, p: Any, period_ns: float) -> LayerEstimate:
+    """Minkowski products of every jet pair (4 variable products each), the pairs' and triplets' masses squared
+    (adders), one table read per pair and per triplet and the sum of the two reads."""
+    n = int(attr_of(op, "n_items"))
+    b = {k: _bits(op, k) for k in ("in", "gram", "pair_m2", "triplet_m2", "prior", "out")}
+    pairs, triplets = n * (n - 1) // 2, n * (n - 1) * (n - 2) // 2
+    c = _Cost(p, op)
+    c.var_mults(4 * (pairs + n), b["in"], b["in"])
+    c.tree(pairs + n, 4, b["gram"], products=True)
+    c.tree(pairs, 3, b["pair_m2"])
+    c.tree(triplets, 6, b["triplet_m2"])
+    c.table(pairs, int(attr_of(op, "pair_size")), b["prior"])
+    c.table(triplets, int(attr_of(op, "triplet_size")), b["prior"])
+    c.add(triplets, b["out"])
+    c.notes.append(f"{pairs} pair and {triplets} triplet masses, one table read each")
+    return c.estimate(op, design, period_ns)
+
+
 def estimate_triplets(op: Any, design: Any, p: Any, period_ns: float) -> LayerEstimate:
     n, d, r = (int(attr_of(op, k)) for k in ("n_items", "n_in", "rank"))
     b = {k: _bits(op, k) for k in ("in", "factor", "pair", "score", "weight")}
@@ -209,9 +227,16 @@ def estimate_triplets(op: Any, design: Any, p: Any, period_ns: float) -> LayerEs
     c.tree(4 * n * r, d + 1, b["in"] + b["weight"] + 4, products=True)
     c.var_mults(2 * pairs * r, b["factor"], b["factor"])  # v_q v_q'
     c.var_mults(2 * triplets * r, b["factor"], b["pair"])  # u_b (v_q v_q')
-    c.tree(2 * triplets, r, b["factor"] + b["pair"] + 4, products=True)
+    c.tree(2 * triplets, r + (1 if "prior" in op.types else 0), b["factor"] + b["pair"] + 4, products=True)
     c.tree(2, triplets, b["score"] + 12, compare=True)  # argmax carrying the three indices
-    c.notes.append(f"{2 * triplets} triplets scored (rank {r}); argmax over {triplets} per top")
+    k = int(op.attrs.get("candidates", 0))
+    for _ in range(k):  # joint decoding: each candidate is a scan that excludes the ones before it
+        c.tree(2, triplets, b["score"] + 12, compare=True)
+    if k:
+        c.tree(2 * k, triplets, b["score"] + 12, compare=True)  # the candidates' disjoint partners
+        c.tree(1, 2 * k, b["score"] + 13, compare=True)  # the best summed pair
+    c.notes.append(f"{2 * triplets} triplets scored (rank {r}); argmax over {triplets} per top"
+                   + (f"; joint decoding over {k} candidates per top" if k else ""))
     return c.estimate(op, design, period_ns)
 
 
@@ -221,7 +246,7 @@ def register() -> bool:
     if register_layer_estimator is None:
         return False
     for kind, fn in (("fx_dense", estimate_dense), ("fx_attention", estimate_attention),
-                     ("fx_triplet_argmax", estimate_triplets)):
+                     ("fx_mass_prior", estimate_mass_prior), ("fx_triplet_argmax", estimate_triplets)):
         register_layer_estimator(kind, fn)
     return True
 

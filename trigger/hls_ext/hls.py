@@ -21,9 +21,11 @@ from hls4ml.model.types import FixedPrecisionType
 from trigger.design.fixed import Fx
 from trigger.design.spanet import (
     ATTENTION_WEIGHTS,
+    MASS_PRIOR_TABLES,
     TRIPLET_WEIGHTS,
     attention_types,
     dense_types,
+    mass_prior_types,
     reuse_factor,
     softmax_tables,
     triplet_types,
@@ -82,11 +84,24 @@ def parse_fx_attention(keras_layer: dict[str, Any], input_names: list[str] | Non
     return layer, list(shape)
 
 
+def parse_fx_mass_prior(keras_layer: dict[str, Any], input_names: list[str] | None,
+                        input_shapes: list[list[Any]], data_reader: Any) -> tuple[dict[str, Any], list[Any]]:
+    layer = _parse_common(keras_layer, input_names, "FxMassPriorHLS")
+    config = keras_layer["config"]
+    shape = input_shapes[0]
+    n = shape[1]
+    layer.update(n_items=n, n_in=shape[2], **{k: config[k] for k in ("column", "pair_frac", "triplet_frac")})
+    for name in MASS_PRIOR_TABLES:
+        layer[f"{name}_data"] = _weight_data(data_reader, layer["name"], name)
+    return layer, [shape[0], n * (n - 1) * (n - 2) // 2]
+
+
 def parse_fx_triplet(keras_layer: dict[str, Any], input_names: list[str] | None,
                      input_shapes: list[list[Any]], data_reader: Any) -> tuple[dict[str, Any], list[Any]]:
     layer = _parse_common(keras_layer, input_names, "FxTripletArgmaxHLS")
     shape = input_shapes[0]
-    layer.update(n_items=shape[1], n_in=shape[2], n_rank=keras_layer["config"]["rank"])
+    layer.update(n_items=shape[1], n_in=shape[2], n_rank=keras_layer["config"]["rank"],
+                 candidates=keras_layer["config"].get("candidates", 0))
     for name in TRIPLET_WEIGHTS:
         layer[f"{name}_data"] = _weight_data(data_reader, layer["name"], name)
     return layer, [shape[0], 8]
@@ -132,6 +147,17 @@ class FxSelfAttentionHLS(_FxLayerHLS):
         self.set_attr("inv_size", len(inv_table))
         self.add_fx_weight("exp_table", "fxexp", "exp", exp_table)
         self.add_fx_weight("inv_table", "fxinv", "inv", inv_table)
+
+
+class FxMassPriorHLS(_FxLayerHLS):
+    def initialize(self) -> None:
+        n = self.get_attr("n_items")
+        self.add_output_variable([n * (n - 1) * (n - 2) // 2],
+                                 precision=hls_precision(mass_prior_types(self.declared())["out"]))
+        for name in MASS_PRIOR_TABLES:
+            self.add_fx_weight(name, f"fx{name.replace('_table', '')}", "prior")
+        self.set_attr("pair_size", len(self.get_attr("pair_table_data")))
+        self.set_attr("triplet_size", len(self.get_attr("triplet_table_data")))
 
 
 class FxTripletArgmaxHLS(_FxLayerHLS):
@@ -205,6 +231,21 @@ class FxSelfAttentionConfig(LayerConfigTemplate):
                 f"{_typedefs(types)}}};\n")
 
 
+class FxMassPriorConfig(LayerConfigTemplate):
+    def __init__(self) -> None:
+        super().__init__(FxMassPriorHLS)
+
+    def format(self, node: FxMassPriorHLS) -> str:
+        t = mass_prior_types(node.declared())
+        types: dict[str, Fx | str] = {
+            "in_t": t["in"], "table_t": node.type_name("pair_table"),
+            **{f"{k}_t": t[k] for k in ("gram", "pair_m2", "triplet_m2", "out")}}
+        sizes = "".join(f"    static const unsigned {k} = {node.get_attr(k)};\n"
+                        for k in ("n_items", "n_in", "column", "pair_frac", "pair_size", "triplet_frac",
+                                  "triplet_size"))
+        return f"struct config{node.index} {{\n{sizes}{_sharing(node, {})}{_typedefs(types)}}};\n"
+
+
 class FxTripletArgmaxConfig(LayerConfigTemplate):
     def __init__(self) -> None:
         super().__init__(FxTripletArgmaxHLS)
@@ -215,18 +256,20 @@ class FxTripletArgmaxConfig(LayerConfigTemplate):
         types: dict[str, Fx | str] = {
             **{f"{k}_t": t[k] for k in ("in", "factor", "pair", "score")},
             "weight_t": node.type_name("kernel_b"), "bias_t": node.type_name("bias_b"),
-            **{f"{k}_t": t[k] for k in ("proj_acc", "score_acc")},
+            **{f"{k}_t": t[k] for k in ("proj_acc", "score_acc")},  # the prior's type is the third input's
         }
         return (f"struct config{node.index} {{\n"
                 f"    static const unsigned n_items = {node.get_attr('n_items')};\n"
                 f"    static const unsigned n_in = {d};\n"
                 f"    static const unsigned n_rank = {r};\n"
+                f"    static const unsigned candidates = {node.get_attr('candidates', 0)};\n"
                 f"{_sharing(node, {f'nonzero_{c}{t}': (f'kernel_{c}', t) for c in 'bp' for t in (0, 1)})}"
                 f"{_typedefs(types)}}};\n")
 
 
 class _FxFunction(FunctionCallTemplate):
-    """`nnet::<function><input_t, [mask_t,] output_t, config>(input, [mask,] output, weights...)`."""
+    """`nnet::<function><input_t, [mask_t, [prior_t,]] output_t, config>(input, [mask, [prior,]] output,
+    weights...)`."""
 
     function = ""
     weights: tuple[str, ...] = ()
@@ -235,10 +278,10 @@ class _FxFunction(FunctionCallTemplate):
         params = self._default_function_params(node)
         args = [params["input"]]
         targs = [params["input_t"]]
-        if len(node.inputs) > 1:
-            mask = node.get_input_variable(node.inputs[1])
-            args.append(mask.name)
-            targs.append(mask.type.name)
+        for name in node.inputs[1:]:
+            var = node.get_input_variable(name)
+            args.append(var.name)
+            targs.append(var.type.name)
         args.append(params["output"])
         args += [node.get_weights(w).name for w in self.weights]
         targs += [params["output_t"], params["config"]]
@@ -261,6 +304,14 @@ class FxSelfAttentionFunction(_FxFunction):
         super().__init__(FxSelfAttentionHLS, include_header=INCLUDE)
 
 
+class FxMassPriorFunction(_FxFunction):
+    function = "fx_mass_prior"
+    weights = MASS_PRIOR_TABLES
+
+    def __init__(self) -> None:
+        super().__init__(FxMassPriorHLS, include_header=INCLUDE)
+
+
 class FxTripletArgmaxFunction(_FxFunction):
     function = "fx_triplet_argmax"
     weights = TRIPLET_WEIGHTS
@@ -274,14 +325,14 @@ def register() -> None:
     if _REGISTERED:
         return
     for keras_name, parser in (("FxDense", parse_fx_dense), ("FxSelfAttention", parse_fx_attention),
-                               ("FxTripletArgmax", parse_fx_triplet)):
+                               ("FxMassPrior", parse_fx_mass_prior), ("FxTripletArgmax", parse_fx_triplet)):
         register_keras_v2_layer_handler(keras_name, parser)
-    for cls in (FxDenseHLS, FxSelfAttentionHLS, FxTripletArgmaxHLS):
+    for cls in (FxDenseHLS, FxSelfAttentionHLS, FxMassPriorHLS, FxTripletArgmaxHLS):
         register_layer(cls.__name__, cls)
     for name in BACKENDS:
         backend = get_backend(name)
-        for template in (FxDenseConfig, FxSelfAttentionConfig, FxTripletArgmaxConfig, FxDenseFunction,
-                         FxSelfAttentionFunction, FxTripletArgmaxFunction):
+        for template in (FxDenseConfig, FxSelfAttentionConfig, FxMassPriorConfig, FxTripletArgmaxConfig,
+                         FxDenseFunction, FxSelfAttentionFunction, FxMassPriorFunction, FxTripletArgmaxFunction):
             backend.register_template(template)
         backend.register_source(HEADER)
     estimate.register()

@@ -24,12 +24,16 @@ from trigger.design.spanet import (
     DENSE_TYPES,
     DENSE_WEIGHTS,
     MASK,
+    MASS_PRIOR_TABLES,
+    MASS_PRIOR_TYPES,
     TRIPLET_TYPES,
     TRIPLET_WEIGHTS,
     attention_op,
     attention_shapes,
     config_spec,
     dense_op,
+    mass_prior_op,
+    mass_prior_types,
     softmax_tables,
     triplet_op,
 )
@@ -57,16 +61,21 @@ class _FxLayer(keras.layers.Layer):
         return {k: (v, self.fx_types["bias" if k.startswith("bias") else "weight"])
                 for k, v in zip(names, values, strict=True)}
 
+    def grid_type(self, weight: str) -> Fx:
+        """The type a weight must lie on: the declared bias or weight type."""
+        return self.fx_types["bias" if weight.startswith("bias") else "weight"]
+
     def check_grid(self) -> None:
         """Raise if a weight is off its type's grid (the firmware would round a weight the model keeps)."""
         for name, value in self.numpy_weights().items():
-            t = self.fx_types["bias" if name.startswith("bias") else "weight"]
+            t = self.grid_type(name)
             if not on_grid(value, t):
                 raise ValueError(f"{self.name}: weight {name} is not on the grid of {t.cpp()}")
 
     def run(self, op: Op, *args: np.ndarray) -> np.ndarray:
-        """The op's interpreter kernel on a batch (data, then the mask), as float32 for TensorFlow."""
-        arg_types = [self.fx_types["in"], MASK][: len(args)]
+        """The op's interpreter kernel on a batch (data, then the mask, then a prior), as float32 for
+        TensorFlow."""
+        arg_types = [self.fx_types["in"], MASK, self.fx_types.get("prior", MASK)][: len(args)]
         values = [np.asarray(a, dtype=np.float64) for a in args]
         return KERNELS[op.kind](op, values, arg_types).astype(np.float32)
 
@@ -150,15 +159,59 @@ class FxSelfAttention(_FxLayer):
                 "exp_range": self.exp_range, "inv_frac": self.inv_frac}
 
 
+class FxMassPrior(_FxLayer):
+    """The learned mass prior of every triplet, from the jets' (E, px, py, pz) input columns: (B, n, F) -> (B, M),
+    M triplets in `scan_order`. Its weights are the two tables, on the `prior` type."""
+
+    def __init__(self, *, column: int, pair_frac: int, pair_size: int, triplet_frac: int, triplet_size: int,
+                 types: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(types, **kwargs)
+        _require(self.fx_types, MASS_PRIOR_TYPES, self.name)
+        self.column, self.pair_frac, self.pair_size = column, pair_frac, pair_size
+        self.triplet_frac, self.triplet_size = triplet_frac, triplet_size
+
+    def build(self, input_shape: Any) -> None:
+        self.tables = [self.add_weight(name=name, shape=(size,), initializer="zeros")
+                       for name, size in zip(MASS_PRIOR_TABLES, (self.pair_size, self.triplet_size), strict=True)]
+        super().build(input_shape)
+
+    def grid_type(self, weight: str) -> Fx:
+        return self.fx_types["prior"]
+
+    def output_type(self) -> Fx:
+        return mass_prior_types(self.fx_types)["out"]
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        n = int(inputs.shape[1])
+        triplets = n * (n - 1) * (n - 2) // 2
+
+        def forward(x: np.ndarray, *tables: np.ndarray) -> np.ndarray:
+            output = Tensor(self.name, (triplets,), self.output_type())
+            spec = {k: (v, self.fx_types["prior"]) for k, v in zip(MASS_PRIOR_TABLES, tables, strict=True)}
+            op = mass_prior_op(self.name, ["x"], output, self.fx_types, spec, n_items=n, column=self.column,
+                               pair_frac=self.pair_frac, triplet_frac=self.triplet_frac)
+            return self.run(op, x)
+
+        out = tf.numpy_function(forward, [inputs, *self.tables], tf.float32)
+        out.set_shape(inputs.shape[:1].concatenate([triplets]))
+        return out
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "column": self.column, "pair_frac": self.pair_frac,
+                "pair_size": self.pair_size, "triplet_frac": self.triplet_frac, "triplet_size": self.triplet_size}
+
+
 class FxTripletArgmax(_FxLayer):
-    """Symmetric tensor attention for two tops and its on-chip argmax: [(B, n, d), (B, n)] -> (B, 8).
+    """Symmetric tensor attention for two tops and its on-chip argmax: [(B, n, d), (B, n)(, (B, M) prior)] ->
+    (B, 8); a prior (of the declared type `prior`) is added to both tops' scores.
 
     The output is (b, q, q', score) for top 1 then top 2; the score type must hold the jet indices too.
     """
 
-    def __init__(self, rank: int, types: dict[str, Any], **kwargs: Any) -> None:
+    def __init__(self, rank: int, types: dict[str, Any], candidates: int = 0, **kwargs: Any) -> None:
         super().__init__(types, **kwargs)
         _require(self.fx_types, TRIPLET_TYPES, self.name)
+        self.candidates = candidates
         if self.fx_types["score"].max < 15:
             raise ValueError(f"{self.name}: {self.fx_types['score'].cpp()} cannot hold the jet indices")
         self.rank = rank
@@ -171,20 +224,26 @@ class FxTripletArgmax(_FxLayer):
         super().build(input_shape)
 
     def call(self, inputs: list[tf.Tensor]) -> tf.Tensor:
-        x, mask = inputs
+        x, mask, *prior = inputs
+        if bool(prior) != ("prior" in self.fx_types):
+            raise ValueError(f"{self.name}: a prior input goes with a declared prior type")
+        names = ["x", "mask", "prior"][: 2 + len(prior)]
 
-        def forward(x: np.ndarray, mask: np.ndarray, *weights: np.ndarray) -> np.ndarray:
+        def forward(x: np.ndarray, mask: np.ndarray, *rest: np.ndarray) -> np.ndarray:
             output = Tensor(self.name, (8,), self.fx_types["score"])
-            op = triplet_op(self.name, ["x", "mask"], output, self.fx_types,
-                            self.weight_spec(TRIPLET_WEIGHTS, weights), n_items=x.shape[1])
-            return self.run(op, x, mask)
+            args, weights = rest[: len(prior)], rest[len(prior):]
+            op = triplet_op(self.name, names, output, self.fx_types,
+                            self.weight_spec(TRIPLET_WEIGHTS, weights), n_items=x.shape[1],
+                            candidates=self.candidates)
+            return self.run(op, x, mask, *args)
 
-        out = tf.numpy_function(forward, [x, mask, *self.fx_weights], tf.float32)
+        out = tf.numpy_function(forward, [x, mask, *prior, *self.fx_weights], tf.float32)
         out.set_shape(x.shape[:1].concatenate([8]))
         return out
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "rank": self.rank}
+        return {**super().get_config(), "rank": self.rank, "candidates": self.candidates}
 
 
-CUSTOM_OBJECTS: dict[str, Any] = {cls.__name__: cls for cls in (FxDense, FxSelfAttention, FxTripletArgmax)}
+CUSTOM_OBJECTS: dict[str, Any] = {cls.__name__: cls for cls in (FxDense, FxSelfAttention, FxMassPrior,
+                                                                  FxTripletArgmax)}

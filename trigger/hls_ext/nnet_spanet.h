@@ -326,6 +326,163 @@ bool fx_triplet_scan(typename CONFIG_T::score_t scores[CONFIG_T::n_items][CONFIG
     return found;
 }
 
+// The joint decoding (spanet.joint_positions): for top h = 0 then 1, its CONFIG_T::candidates best valid
+// triplets in turn (repeated first maxima), each paired with the other top's best triplet sharing no jet with
+// it; the pair with the strictly highest exact sum replaces each top's own best (best, bi, bj, bk on entry).
+template <typename CONFIG_T>
+void fx_triplet_joint(typename CONFIG_T::score_t scores[2][CONFIG_T::n_items][CONFIG_T::n_items][CONFIG_T::n_items],
+                      bool ok[CONFIG_T::n_items][CONFIG_T::n_items][CONFIG_T::n_items],
+                      typename CONFIG_T::score_t best[2], int bi[2], int bj[2], int bk[2]) {
+    #pragma HLS INLINE
+    const int N = CONFIG_T::n_items;
+    typedef typename CONFIG_T::score_t score_t;
+    typedef ap_fixed<score_t::width + 1, score_t::iwidth + 1> sum_t;
+    bool have = false;
+    sum_t best_sum = 0;
+    for (int h = 0; h < 2; h++) {
+        #pragma HLS UNROLL
+        bool left[N][N][N];
+        #pragma HLS ARRAY_PARTITION variable=left complete dim=0
+        for (int i = 0; i < N; i++) {
+            #pragma HLS UNROLL
+            for (int j = 0; j < N; j++) {
+                #pragma HLS UNROLL
+                for (int k = 0; k < N; k++) {
+                    #pragma HLS UNROLL
+                    left[i][j][k] = ok[i][j][k];
+                }
+            }
+        }
+        for (unsigned c = 0; c < CONFIG_T::candidates; c++) {
+            #pragma HLS UNROLL
+            score_t s = 0, s2 = 0;
+            int i = -1, j = -1, k = -1, i2 = -1, j2 = -1, k2 = -1;
+            const bool exists = fx_triplet_scan<CONFIG_T>(scores[h], left, -1, -1, -1, s, i, j, k);
+            for (int a = 0; a < N; a++) {
+                #pragma HLS UNROLL
+                for (int b = 0; b < N; b++) {
+                    #pragma HLS UNROLL
+                    for (int d = 0; d < N; d++) {
+                        #pragma HLS UNROLL
+                        if (a == i && b == j && d == k) left[a][b][d] = false;
+                    }
+                }
+            }
+            if (exists && fx_triplet_scan<CONFIG_T>(scores[1 - h], ok, i, j, k, s2, i2, j2, k2)) {
+                const sum_t total = (sum_t)s + (sum_t)s2;
+                if (!have || total > best_sum) {
+                    have = true;
+                    best_sum = total;
+                    best[h] = s;
+                    bi[h] = i;
+                    bj[h] = j;
+                    bk[h] = k;
+                    best[1 - h] = s2;
+                    bi[1 - h] = i2;
+                    bj[1 - h] = j2;
+                    bk[1 - h] = k2;
+                }
+            }
+        }
+    }
+}
+
+// The address of a mass table (spanet.table_index): floor(m2 2^FRAC) clamped to [0, SIZE - 1]. The shift is
+// exact in a type FRAC bits wider.
+template <class m2_T, unsigned FRAC, unsigned SIZE>
+unsigned fx_mass_index(m2_T m2) {
+    #pragma HLS INLINE
+    ap_fixed<m2_T::width + FRAC + 1, m2_T::iwidth + FRAC + 1> scaled = m2;
+    scaled <<= FRAC;
+    if (scaled < 0) return 0;
+    if (scaled >= SIZE) return SIZE - 1;
+    return scaled.to_uint();
+}
+
+// g[i][j] = E_i E_j - px_i px_j - py_i py_j - pz_i pz_j for i <= j, exact in gram_T: a stage at interval R.
+template <class p_T, class gram_T, unsigned N, unsigned R>
+void fx_minkowski(p_T p[N][4], gram_T g[N][N]) {
+    #pragma HLS PIPELINE II=R
+    const unsigned limit = fx_multipliers(N * (N + 1) / 2 * 4, R);
+    #pragma HLS ALLOCATION operation instances=mul limit=limit
+    for (unsigned i = 0; i < N; i++) {
+        #pragma HLS UNROLL
+        for (unsigned j = i; j < N; j++) {
+            #pragma HLS UNROLL
+            gram_T acc = p[i][0] * p[j][0];
+            for (unsigned c = 1; c < 4; c++) {
+                #pragma HLS UNROLL
+                acc -= p[i][c] * p[j][c];
+            }
+            g[i][j] = acc;
+        }
+    }
+}
+
+// The learned mass prior (spanet.fx_mass_prior): for each triplet of the scan order (b, then q < q', b distinct
+// from both), pair_table[m2(q, q')] + triplet_table[m2(b, q, q')], the masses squared exact from the input's
+// (E, px, py, pz) columns column..column+3.
+template <class data_T, class res_T, typename CONFIG_T>
+void fx_mass_prior(data_T data[CONFIG_T::n_items * CONFIG_T::n_in],
+                   res_T res[CONFIG_T::n_items * (CONFIG_T::n_items - 1) * (CONFIG_T::n_items - 2) / 2],
+                   typename CONFIG_T::table_t pair_table[CONFIG_T::pair_size],
+                   typename CONFIG_T::table_t triplet_table[CONFIG_T::triplet_size]) {
+    #pragma HLS INLINE
+    const unsigned N = CONFIG_T::n_items;
+    const unsigned D = CONFIG_T::n_in;
+    typedef typename CONFIG_T::gram_t gram_t;
+    typedef typename CONFIG_T::pair_m2_t pair_m2_t;
+    typedef typename CONFIG_T::triplet_m2_t triplet_m2_t;
+
+    typename CONFIG_T::in_t p[N][4];
+    #pragma HLS ARRAY_PARTITION variable=p complete dim=0
+    for (unsigned j = 0; j < N; j++) {
+        #pragma HLS UNROLL
+        for (unsigned c = 0; c < 4; c++) {
+            #pragma HLS UNROLL
+            p[j][c] = data[j * D + CONFIG_T::column + c];
+        }
+    }
+    gram_t g[N][N];
+    #pragma HLS ARRAY_PARTITION variable=g complete dim=0
+    fx_minkowski<typename CONFIG_T::in_t, gram_t, N, CONFIG_T::reuse_factor>(p, g);
+    pair_m2_t m2[N][N];
+    #pragma HLS ARRAY_PARTITION variable=m2 complete dim=0
+    for (unsigned i = 0; i < N; i++) {
+        #pragma HLS UNROLL
+        for (unsigned j = i + 1; j < N; j++) {
+            #pragma HLS UNROLL
+            pair_m2_t twice = g[i][j];
+            twice <<= 1;
+            m2[i][j] = g[i][i] + g[j][j] + twice;
+        }
+    }
+    unsigned m = 0;
+    for (unsigned b = 0; b < N; b++) {
+        #pragma HLS UNROLL
+        for (unsigned q = 0; q < N; q++) {
+            #pragma HLS UNROLL
+            for (unsigned k = q + 1; k < N; k++) {
+                #pragma HLS UNROLL
+                if (b != q && b != k) {
+                    triplet_m2_t t = m2[q][k];
+                    t += b < q ? m2[b][q] : m2[q][b];
+                    t += b < k ? m2[b][k] : m2[k][b];
+                    t -= g[b][b];
+                    t -= g[q][q];
+                    t -= g[k][k];
+                    typename CONFIG_T::out_t prior = pair_table[fx_mass_index<pair_m2_t, CONFIG_T::pair_frac,
+                                                                              CONFIG_T::pair_size>(m2[q][k])];
+                    prior += triplet_table[fx_mass_index<triplet_m2_t, CONFIG_T::triplet_frac,
+                                                         CONFIG_T::triplet_size>(t)];
+                    res[m] = prior;
+                    m++;
+                }
+            }
+        }
+    }
+}
+
 // p[(j, k)][r] = p_T(v[j][r] * v[k][r]) for the pairs j < k in (j, k) order: a stage at interval R.
 template <class v_T, class p_T, unsigned N, unsigned RANK, unsigned R>
 void fx_pair_products(v_T v[N][RANK], p_T p[N * (N - 1) / 2][RANK]) {
@@ -346,13 +503,16 @@ void fx_pair_products(v_T v[N][RANK], p_T p[N * (N - 1) / 2][RANK]) {
     }
 }
 
-// s[T][i][j][k] = s_T(sum_r u[i][r] * p[(j, k)][r]) for j < k and i distinct from both (the only entries the
-// scan reads): a stage at interval R.
-template <class u_T, class p_T, class acc_T, class s_T, unsigned N, unsigned RANK, unsigned R, unsigned T>
-void fx_triplet_products(u_T u[N][RANK], p_T p[N * (N - 1) / 2][RANK], s_T s[2][N][N][N]) {
+// s[T][i][j][k] = s_T(prior[m] + sum_r u[i][r] * p[(j, k)][r]) for j < k and i distinct from both (the only
+// entries the scan reads; m counts them in that order): a stage at interval R.
+template <class u_T, class p_T, class prior_T, class acc_T, class s_T, unsigned N, unsigned RANK, unsigned R,
+          unsigned T>
+void fx_triplet_products(u_T u[N][RANK], p_T p[N * (N - 1) / 2][RANK], prior_T prior[N * (N - 1) * (N - 2) / 2],
+                         s_T s[2][N][N][N]) {
     #pragma HLS PIPELINE II=R
     const unsigned limit = fx_multipliers(N * (N - 1) * (N - 2) / 2 * RANK, R);
     #pragma HLS ALLOCATION operation instances=mul limit=limit
+    unsigned m = 0;
     for (unsigned i = 0; i < N; i++) {
         #pragma HLS UNROLL
         unsigned pair = 0;
@@ -361,7 +521,8 @@ void fx_triplet_products(u_T u[N][RANK], p_T p[N * (N - 1) / 2][RANK], s_T s[2][
             for (unsigned k = j + 1; k < N; k++) {
                 #pragma HLS UNROLL
                 if (i != j && i != k) {
-                    acc_T acc = 0;
+                    acc_T acc = prior[m];
+                    m++;
                     for (unsigned r = 0; r < RANK; r++) {
                         #pragma HLS UNROLL
                         acc += u[i][r] * p[pair][r];
@@ -376,8 +537,9 @@ void fx_triplet_products(u_T u[N][RANK], p_T p[N * (N - 1) / 2][RANK], s_T s[2][
 
 // Top T's factors u = x Wb_T + bb_T and v = x Wp_T + bp_T (NZ_B, NZ_P non-zero weights), its pair products
 // and its triplet scores into scores[T]: three stages at interval reuse_factor.
-template <typename CONFIG_T, unsigned T, unsigned NZ_B, unsigned NZ_P>
+template <typename CONFIG_T, unsigned T, unsigned NZ_B, unsigned NZ_P, class prior_T>
 void fx_triplet_top(typename CONFIG_T::in_t x[CONFIG_T::n_items][CONFIG_T::n_in],
+                    prior_T prior[CONFIG_T::n_items * (CONFIG_T::n_items - 1) * (CONFIG_T::n_items - 2) / 2],
                     typename CONFIG_T::weight_t wb[2 * CONFIG_T::n_in * CONFIG_T::n_rank],
                     typename CONFIG_T::bias_t bb[2 * CONFIG_T::n_rank],
                     typename CONFIG_T::weight_t wp[2 * CONFIG_T::n_in * CONFIG_T::n_rank],
@@ -428,15 +590,16 @@ void fx_triplet_top(typename CONFIG_T::in_t x[CONFIG_T::n_items][CONFIG_T::n_in]
     pair_t p[N * (N - 1) / 2][RANK];
     #pragma HLS ARRAY_PARTITION variable=p complete dim=0
     fx_pair_products<factor_t, pair_t, N, RANK, R>(v, p);
-    fx_triplet_products<factor_t, pair_t, typename CONFIG_T::score_acc_t, typename CONFIG_T::score_t, N, RANK, R, T>(
-        u, p, scores);
+    fx_triplet_products<factor_t, pair_t, prior_T, typename CONFIG_T::score_acc_t, typename CONFIG_T::score_t, N,
+                        RANK, R, T>(u, p, prior, scores);
 }
 
 // Symmetric triplet scores S[t][i][j][k] = sum_r u[t][i][r] * pair_t(v[t][j][r] * v[t][k][r]) over valid,
-// distinct triplets with j < k (fx_triplet_top), then the greedy two-top decoding of spanet.greedy_assign:
-// res = (b, q, q', score) for t = 0, 1.
-template <class data_T, class mask_T, class res_T, typename CONFIG_T>
+// distinct triplets with j < k (fx_triplet_top), plus the prior of each (a mass prior, in the scan order), then
+// the greedy two-top decoding of spanet.greedy_assign: res = (b, q, q', score) for t = 0, 1.
+template <class data_T, class mask_T, class prior_T, class res_T, typename CONFIG_T>
 void fx_triplet_argmax(data_T data[CONFIG_T::n_items * CONFIG_T::n_in], mask_T mask[CONFIG_T::n_items],
+                       prior_T prior[CONFIG_T::n_items * (CONFIG_T::n_items - 1) * (CONFIG_T::n_items - 2) / 2],
                        res_T res[8],
                        typename CONFIG_T::weight_t wb[2 * CONFIG_T::n_in * CONFIG_T::n_rank],
                        typename CONFIG_T::bias_t bb[2 * CONFIG_T::n_rank],
@@ -472,8 +635,8 @@ void fx_triplet_argmax(data_T data[CONFIG_T::n_items * CONFIG_T::n_in], mask_T m
     }
     score_t scores[2][N][N][N];
     #pragma HLS ARRAY_PARTITION variable=scores complete dim=0
-    fx_triplet_top<CONFIG_T, 0, CONFIG_T::nonzero_b0, CONFIG_T::nonzero_p0>(x, wb, bb, wp, bp, scores);
-    fx_triplet_top<CONFIG_T, 1, CONFIG_T::nonzero_b1, CONFIG_T::nonzero_p1>(x, wb, bb, wp, bp, scores);
+    fx_triplet_top<CONFIG_T, 0, CONFIG_T::nonzero_b0, CONFIG_T::nonzero_p0>(x, prior, wb, bb, wp, bp, scores);
+    fx_triplet_top<CONFIG_T, 1, CONFIG_T::nonzero_b1, CONFIG_T::nonzero_p1>(x, prior, wb, bb, wp, bp, scores);
     score_t best[2];
     int bi[2] = {-1, -1}, bj[2] = {-1, -1}, bk[2] = {-1, -1};
     bool found[2];
@@ -482,16 +645,20 @@ void fx_triplet_argmax(data_T data[CONFIG_T::n_items * CONFIG_T::n_in], mask_T m
         best[t] = 0;
         found[t] = fx_triplet_scan<CONFIG_T>(scores[t], ok, -1, -1, -1, best[t], bi[t], bj[t], bk[t]);
     }
-    // The better top keeps its triplet; the other re-chooses among the triplets disjoint from it.
-    const int w = (found[1] && (!found[0] || best[1] > best[0])) ? 1 : 0;
-    const int l = 1 - w;
-    score_t second = 0;
-    int si = -1, sj = -1, sk = -1;
-    if (found[w] && fx_triplet_scan<CONFIG_T>(scores[l], ok, bi[w], bj[w], bk[w], second, si, sj, sk)) {
-        best[l] = second;
-        bi[l] = si;
-        bj[l] = sj;
-        bk[l] = sk;
+    if (CONFIG_T::candidates > 0) {
+        fx_triplet_joint<CONFIG_T>(scores, ok, best, bi, bj, bk);
+    } else {
+        // Greedy: the better top keeps its triplet; the other re-chooses among the triplets disjoint from it.
+        const int w = (found[1] && (!found[0] || best[1] > best[0])) ? 1 : 0;
+        const int l = 1 - w;
+        score_t second = 0;
+        int si = -1, sj = -1, sk = -1;
+        if (found[w] && fx_triplet_scan<CONFIG_T>(scores[l], ok, bi[w], bj[w], bk[w], second, si, sj, sk)) {
+            best[l] = second;
+            bi[l] = si;
+            bj[l] = sj;
+            bk[l] = sk;
+        }
     }
     res_T lowest;
     lowest.range() = 0;
@@ -503,6 +670,24 @@ void fx_triplet_argmax(data_T data[CONFIG_T::n_items * CONFIG_T::n_in], mask_T m
         res[4 * t + 2] = bk[t];
         res[4 * t + 3] = found[t] ? (res_T)best[t] : lowest;
     }
+}
+
+// Without a prior: every triplet's prior is 0.
+template <class data_T, class mask_T, class res_T, typename CONFIG_T>
+void fx_triplet_argmax(data_T data[CONFIG_T::n_items * CONFIG_T::n_in], mask_T mask[CONFIG_T::n_items],
+                       res_T res[8],
+                       typename CONFIG_T::weight_t wb[2 * CONFIG_T::n_in * CONFIG_T::n_rank],
+                       typename CONFIG_T::bias_t bb[2 * CONFIG_T::n_rank],
+                       typename CONFIG_T::weight_t wp[2 * CONFIG_T::n_in * CONFIG_T::n_rank],
+                       typename CONFIG_T::bias_t bp[2 * CONFIG_T::n_rank]) {
+    #pragma HLS INLINE
+    ap_uint<1> zero[CONFIG_T::n_items * (CONFIG_T::n_items - 1) * (CONFIG_T::n_items - 2) / 2];
+    #pragma HLS ARRAY_PARTITION variable=zero complete
+    for (unsigned m = 0; m < CONFIG_T::n_items * (CONFIG_T::n_items - 1) * (CONFIG_T::n_items - 2) / 2; m++) {
+        #pragma HLS UNROLL
+        zero[m] = 0;
+    }
+    fx_triplet_argmax<data_T, mask_T, ap_uint<1>, res_T, CONFIG_T>(data, mask, zero, res, wb, bb, wp, bp);
 }
 
 } // namespace nnet

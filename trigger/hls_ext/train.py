@@ -1,7 +1,7 @@
 """Trainable twins of the SPA-Net extension layers: float, or quantization-aware (straight-through rounding).
 
-They compute what `FxSelfAttention` and `FxTripletArgmax` compute, except that the softmax is exact and the
-triplet head returns all masked logits for the loss instead of their argmax. With `types` set, weights and
+They compute what `FxSelfAttention`, `FxMassPrior` and `FxTripletArgmax` compute, except that the softmax is
+exact and the triplet head returns all masked logits for the loss instead of their argmax. With `types` set, weights and
 the intermediate tensors are rounded to their fixed-point grids in the forward pass (gradients pass
 straight through), so the trained weights suit the firmware. They are not tfmot-prunable: the pipeline
 prunes only the shared dense layers around them.
@@ -16,7 +16,7 @@ import tensorflow as tf
 from tensorflow import keras
 
 from trigger.design.fixed import Fx
-from trigger.design.spanet import ATTENTION_WEIGHTS, TRIPLET_WEIGHTS, attention_shapes, config_spec
+from trigger.design.spanet import ATTENTION_WEIGHTS, MINKOWSKI, TRIPLET_WEIGHTS, attention_shapes, config_spec
 
 NEG = -1.0e9  # logit of an invalid key or triplet
 
@@ -96,8 +96,66 @@ def triplet_mask(mask: tf.Tensor) -> tf.Tensor:
     return mask[:, :, None, None] * mask[:, None, :, None] * mask[:, None, None, :] * static[None]
 
 
+class MassPrior(_QuantAware):
+    """(B, n, F) -> (B, n, n, n): P[b, q, q'] = f_pair(m^2(q, q')) + f_triplet(m^2(b, q, q')), the masses squared
+    from the (E, px, py, pz) columns `column..column+3`, each f a table of `size` bins of width 2^-frac.
+
+    Each table is a small MLP of the bin's mass (`hidden` tanh units), evaluated at the bin centres, so
+    neighbouring bins share their statistics; the firmware keeps only the tables (`tables()`), rounded onto
+    the `prior` type. This is the learned, b-tag-free half of the chi-square (W and top masses) that a
+    low-rank product of per-jet factors cannot form; the triplet head adds the rest.
+    """
+
+    def __init__(self, *, column: int, pair_frac: int, pair_size: int, triplet_frac: int, triplet_size: int,
+                 hidden: int = 16, types: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(types, **kwargs)
+        self.column, self.hidden = column, hidden
+        self.geometry = {"pair": (pair_frac, pair_size), "triplet": (triplet_frac, triplet_size)}
+
+    def build(self, input_shape: Any) -> None:
+        self.mlps = {name: [keras.layers.Dense(self.hidden, activation="tanh", name=f"{name}_hidden"),
+                            keras.layers.Dense(1, name=f"{name}_out")] for name in self.geometry}
+        for layers in self.mlps.values():
+            layers[0].build((None, 1))
+            layers[1].build((None, self.hidden))
+        super().build(input_shape)
+
+    def table(self, name: str) -> tf.Tensor:
+        frac, size = self.geometry[name]
+        mass = np.sqrt((np.arange(size, dtype=np.float32) + 0.5) / 2.0 ** frac)[:, None]
+        h = tf.constant(mass)
+        for layer in self.mlps[name]:
+            h = layer(h)
+        return self.q(h[:, 0], "prior")
+
+    def tables(self) -> dict[str, np.ndarray]:
+        """The firmware's tables, `pair_table` and `triplet_table` (on the `prior` grid when quantized)."""
+        return {f"{name}_table": self.table(name).numpy() for name in self.geometry}
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        p = self.q(x, "in")[..., self.column:self.column + 4]
+        gram = tf.einsum("bic,bjc->bij", p * MINKOWSKI.astype(np.float32), p)
+        own = tf.linalg.diag_part(gram)
+        pair = own[:, :, None] + own[:, None, :] + 2.0 * gram  # m^2(i, j)
+        triplet = (pair[:, :, :, None] + pair[:, :, None, :] + pair[:, None, :, :]
+                   - own[:, :, None, None] - own[:, None, :, None] - own[:, None, None, :])  # m^2(b, q, q')
+
+        def lookup(name: str, m2: tf.Tensor) -> tf.Tensor:
+            frac, size = self.geometry[name]
+            index = tf.clip_by_value(tf.cast(tf.floor(m2 * 2.0 ** frac), tf.int32), 0, size - 1)
+            return tf.gather(self.table(name), index)
+
+        return lookup("pair", pair)[:, None, :, :] + lookup("triplet", triplet)
+
+    def get_config(self) -> dict[str, Any]:
+        (pair_frac, pair_size), (triplet_frac, triplet_size) = self.geometry["pair"], self.geometry["triplet"]
+        return {**super().get_config(), "column": self.column, "pair_frac": pair_frac, "pair_size": pair_size,
+                "triplet_frac": triplet_frac, "triplet_size": triplet_size, "hidden": self.hidden}
+
+
 class TripletScores(_QuantAware):
-    """[(B, n, d), (B, n)] -> (B, 2, n^3) masked logits S[t, (i, j, k)] = sum_r u[t,i,r] v[t,j,r] v[t,k,r]."""
+    """[(B, n, d), (B, n)(, (B, n, n, n) prior)] -> (B, 2, n^3) masked logits
+    S[t, (i, j, k)] = prior[i, j, k] + sum_r u[t,i,r] v[t,j,r] v[t,k,r]."""
 
     def __init__(self, rank: int, types: dict[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(types, **kwargs)
@@ -112,13 +170,16 @@ class TripletScores(_QuantAware):
         super().build(input_shape)
 
     def call(self, inputs: list[tf.Tensor]) -> tf.Tensor:
-        x, mask = inputs
+        x, mask, *prior = inputs
         n = x.shape[1]
         w = {k: self.qw(v) for k, v in self.w.items()}
         u = self.q(tf.einsum("bnd,tdr->btnr", x, w["kernel_b"]) + w["bias_b"][None, :, None, :], "factor")
         v = self.q(tf.einsum("bnd,tdr->btnr", x, w["kernel_p"]) + w["bias_p"][None, :, None, :], "factor")
         pair = self.q(v[:, :, :, None, :] * v[:, :, None, :, :], "pair")
-        scores = self.q(tf.einsum("btir,btjkr->btijk", u, pair), "score")
+        scores = tf.einsum("btir,btjkr->btijk", u, pair)
+        if prior:
+            scores += self.q(prior[0], "prior")[:, None]
+        scores = self.q(scores, "score")
         valid = triplet_mask(mask)[:, None]
         logits = scores * valid + (1.0 - valid) * NEG
         return tf.reshape(logits, (-1, 2, n * n * n))
@@ -152,6 +213,6 @@ def top_accuracy(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
 
 
 TRAIN_OBJECTS: dict[str, Any] = {
-    "SelfAttention": SelfAttention, "TripletScores": TripletScores,
+    "SelfAttention": SelfAttention, "MassPrior": MassPrior, "TripletScores": TripletScores,
     "symmetric_triplet_loss": symmetric_triplet_loss, "top_accuracy": top_accuracy,
 }

@@ -14,6 +14,7 @@ import numpy as np
 from da4ml.trace import FixedVariable
 
 from trigger.design.spanet import C_INT, attention_heads
+from trigger.errors import InputError
 from trigger.rtl.trace import Value, _array, accumulate, cast, cast1, lookup, maximum, rebased, select, tracer
 
 if TYPE_CHECKING:
@@ -102,6 +103,9 @@ def _fx_triplet_argmax(op: Op, args: list[Value], types: list[Fx]) -> Value:
     invalid triplet's score is replaced by one step below the score type, so it never wins against a valid one."""
     t, w = op.types, op.weights
     n = op.attrs["n_items"]
+    if op.attrs.get("candidates", 0) or len(args) > 2:
+        raise InputError(f"{op.source or op.name}: the RTL backend traces the greedy decoding without a mass "
+                         "prior only (model.architecture.candidates 0, no mass_prior); use backends: [hls]")
     score_t, out_t = t["score"], op.output.type
     lsb, sentinel = score_t.lsb, score_t.min - score_t.lsb
     x = cast(args[0], t["in"])
