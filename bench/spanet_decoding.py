@@ -20,7 +20,7 @@ import numpy as np
 from trigger.baselines.chi2 import chi2_assign, four_vectors, invariant_mass
 from trigger.config import load_config
 from trigger.data import load
-from trigger.design.spanet import greedy_assign
+from trigger.design.spanet import assign_from_scores
 from trigger.families import family_class
 from trigger.families.spanet import efficiencies
 
@@ -51,7 +51,7 @@ def main() -> None:
         scores = np.stack([score, score], axis=1)
         row = {}
         for label, k in (("greedy", 0), ("joint 1", 1), ("joint 2", 2), ("joint 4", 4), ("joint 8", 8)):
-            best = greedy_assign(scores, mask, k)
+            best = assign_from_scores(scores, mask, k)
             chosen = np.where(best[..., None] >= 0, np.stack([best // n ** 2, best // n % n, best % n], -1), -1)
             row[label] = 100 * efficiencies(chosen, meta)["by_multiplicity"]["6"]["event"]
         result[name] = row

@@ -42,17 +42,10 @@ TRIPLET_BLOCK = 1024  # events per block of the triplet kernel: its scores are n
 WeightSpec = Mapping[str, tuple[np.ndarray, Fx]]
 
 
-def _count(value: Any, where: str, what: str) -> int:
-    """An integer attribute >= 1 of an op, or one line naming it (a design file may hold anything)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise InputError(f"{where}: {what} must be an integer >= 1, got {value!r}")
-    return int(value)
-
-
-def _index(value: Any, where: str, what: str) -> int:
-    """An integer attribute >= 0 of an op, or one line naming it."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise InputError(f"{where}: {what} must be an integer >= 0, got {value!r}")
+def _count(value: Any, where: str, what: str, minimum: int = 1) -> int:
+    """An integer attribute >= `minimum` of an op, or one line naming it (a design file may hold anything)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise InputError(f"{where}: {what} must be an integer >= {minimum}, got {value!r}")
     return int(value)
 
 
@@ -220,7 +213,7 @@ def mass_prior_op(name: str, inputs: list[str], output: Tensor, declared: Mappin
     values, types = _weights(weights)
     return Op("fx_mass_prior", name, list(inputs), output, types=mass_prior_types(declared), weights=values,
               weight_types=types,
-              attrs={"n_items": int(n_items), "column": _index(column, where, "column"),
+              attrs={"n_items": int(n_items), "column": _count(column, where, "column", 0),
                      "pair_frac": int(pair_frac), "pair_size": len(values["pair_table"]),
                      "triplet_frac": int(triplet_frac), "triplet_size": len(values["triplet_table"]),
                      "reuse_factor": reuse_factor(reuse, where)}, source=source)
@@ -238,7 +231,7 @@ def triplet_op(name: str, inputs: list[str], output: Tensor, declared: Mapping[s
     return Op("fx_triplet_argmax", name, list(inputs), output, types=triplet_types(declared, n_in, rank),
               weights=values, weight_types=types,
               attrs={"n_items": int(n_items), "n_in": n_in, "rank": rank,
-                     "candidates": _index(candidates, source or name, "candidates"),
+                     "candidates": _count(candidates, source or name, "candidates", 0),
                      "reuse_factor": reuse_factor(reuse, source or name)}, source=source)
 
 
@@ -334,10 +327,8 @@ def fx_mass_prior(op: Op, args: list[np.ndarray], arg_types: list[Fx]) -> np.nda
     """
     t, a = op.types, op.attrs
     in_t = t["in"]
-    require_exact(op, 16 * 4 * magnitude(in_t) ** 2, 2 * in_t.frac)
-    for name in ("gram", "pair_m2", "triplet_m2"):  # the C++ types of the three sums must hold them
-        scale = {"gram": 4, "pair_m2": 16, "triplet_m2": 64}[name]
-        _require_exact_sum(op, name, scale * magnitude(in_t) ** 2, 2 * in_t.frac)
+    for name, products in (("gram", 4), ("pair_m2", 16), ("triplet_m2", 64)):  # bounds of the C++ sums
+        _require_exact_sum(op, name, products * magnitude(in_t) ** 2, 2 * in_t.frac)
     x = quantize(args[0], in_t)
     p = x[..., a["column"]:a["column"] + 4]
     gram = np.einsum("bic,bjc->bij", p * MINKOWSKI, p)
@@ -449,7 +440,7 @@ def decode_positions(scores: np.ndarray, mask: np.ndarray, candidates: int) -> n
     return joint_positions(scores, mask, candidates) if candidates else greedy_positions(scores, mask)
 
 
-def greedy_assign(scores: np.ndarray, mask: np.ndarray, candidates: int = 0) -> np.ndarray:
+def assign_from_scores(scores: np.ndarray, mask: np.ndarray, candidates: int = 0) -> np.ndarray:
     """(B, 2, n, n, n) scores (a trained model's logits) -> (B, 2) flat triplet b n^2 + q n + q' per top (-1
     if none), decoded as on chip (`decode_positions`)."""
     events, _, n = scores.shape[:3]
@@ -462,8 +453,8 @@ def greedy_assign(scores: np.ndarray, mask: np.ndarray, candidates: int = 0) -> 
 def _triplet_block(op: Op, x: np.ndarray, mask: np.ndarray, prior: np.ndarray | None) -> np.ndarray:
     scores = triplet_scores(op, x, prior)
     events = len(scores)
-    chosen = decode_positions(scores, mask, _index(op.attrs.get("candidates", 0), op.source or op.name,
-                                                   "candidates"))
+    chosen = decode_positions(scores, mask, _count(op.attrs.get("candidates", 0), op.source or op.name,
+                                                   "candidates", 0))
     found = chosen >= 0
     safe = np.maximum(chosen, 0)
     best = np.take_along_axis(scores, safe[..., None], axis=-1)[..., 0]
@@ -478,7 +469,7 @@ def _triplet_block(op: Op, x: np.ndarray, mask: np.ndarray, prior: np.ndarray | 
 @kernel("fx_triplet_argmax")
 def fx_triplet_argmax(op: Op, args: list[np.ndarray], arg_types: list[Fx]) -> np.ndarray:
     """(B, n, d) x (B, n) (x (B, M) prior) -> (B, 8) = (b, q, q', score) per top, decoded by
-    `greedy_positions`, in blocks of events to bound the memory of the scores. An event without a valid
+    `decode_positions`, in blocks of events to bound the memory of the scores. An event without a valid
     triplet gives indices -1 and the output type's lowest value (only its top bit set)."""
     x, mask, *rest = args
     prior = rest[0] if rest else None

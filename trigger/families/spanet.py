@@ -22,7 +22,7 @@ from trigger.config import FixedType, Section
 from trigger.data.ttbar import FEATURES as JET_COLUMNS
 from trigger.data.ttbar import B as B_FLAVOUR
 from trigger.design.fixed import Fx, quantize
-from trigger.design.spanet import MASS_PRIOR_TABLES, config_spec, greedy_assign, mass_prior_types
+from trigger.design.spanet import MASS_PRIOR_TABLES, assign_from_scores, config_spec, mass_prior_types
 from trigger.errors import ConfigError
 from trigger.families.base import ModelFamily, Prepared, Split
 from trigger.rate import clopper_pearson
@@ -399,12 +399,12 @@ class SpaNet(ModelFamily):
 
     def decode(self, outputs: np.ndarray | list[np.ndarray], split: Split) -> np.ndarray:
         """(N, 2, 3) chosen (b, q, q') per head, from firmware outputs (N, 8) or from a trained model's logits
-        (N, 2, n^3), which are decoded exactly as on chip (`greedy_assign`, with `candidates`)."""
+        (N, 2, n^3), which are decoded exactly as on chip (`assign_from_scores`, with `candidates`)."""
         out = np.asarray(outputs[0] if isinstance(outputs, list) else outputs)
         if out.ndim == 2 and out.shape[1] == 8:
             return out.reshape(-1, 2, 4)[..., :3].astype(np.int64)
         n = self.max_jets
-        best = greedy_assign(out.reshape(len(out), 2, n, n, n), split.x[1], self.candidates)
+        best = assign_from_scores(out.reshape(len(out), 2, n, n, n), split.x[1], self.candidates)
         chosen = np.stack([best // (n * n), (best // n) % n, best % n], axis=-1)
         return np.where(best[..., None] >= 0, chosen, -1)
 

@@ -596,7 +596,7 @@ void fx_triplet_top(typename CONFIG_T::in_t x[CONFIG_T::n_items][CONFIG_T::n_in]
 
 // Symmetric triplet scores S[t][i][j][k] = sum_r u[t][i][r] * pair_t(v[t][j][r] * v[t][k][r]) over valid,
 // distinct triplets with j < k (fx_triplet_top), plus the prior of each (a mass prior, in the scan order), then
-// the greedy two-top decoding of spanet.greedy_assign: res = (b, q, q', score) for t = 0, 1.
+// the greedy two-top decoding of spanet.assign_from_scores: res = (b, q, q', score) for t = 0, 1.
 template <class data_T, class mask_T, class prior_T, class res_T, typename CONFIG_T>
 void fx_triplet_argmax(data_T data[CONFIG_T::n_items * CONFIG_T::n_in], mask_T mask[CONFIG_T::n_items],
                        prior_T prior[CONFIG_T::n_items * (CONFIG_T::n_items - 1) * (CONFIG_T::n_items - 2) / 2],
