@@ -1,11 +1,12 @@
 """The learned mass prior and the joint decoding of SPA-Net (issue 12).
 
-`model.architecture.mass_prior` adds, to every triplet's score, two learned tables read at the pair's and the
-triplet's mass squared (formed exactly on chip from the jets' four-momenta); `candidates: k` decodes the two
-tops jointly over k candidates each instead of greedily. Tested here: the joint search equals the brute-force
-best disjoint pair when every triplet is a candidate; the C simulation of a small random model with both equals
-the design interpreter and the Keras firmware model bit for bit (one compile, about 20 s on 2 cores); the
-twin's tables are what the firmware holds; config errors name the field; the RTL backend refuses both.
+`model.architecture.mass_prior` adds, to every triplet's score, two learned tables read at the pair's mass
+squared and at the triplet's in excess of it (formed exactly on chip from the jets' four-momenta);
+`candidates: k` decodes the two tops jointly over k candidates each instead of greedily. Tested here: the joint
+search equals the brute-force best disjoint pair when every triplet is a candidate; the C simulation of a small
+random model with both equals the design interpreter and the Keras firmware model bit for bit (one compile,
+about 20 s on 2 cores); the twin's tables are what the firmware holds, and both read them at the excess;
+config errors name the field; the RTL backend refuses both.
 """
 
 from __future__ import annotations
@@ -114,3 +115,48 @@ def test_csim_equals_the_design_and_the_firmware_model_with_a_mass_prior_and_joi
     assert len(triplets.inputs) == 3
     with pytest.raises(InputError, match=r"'fx_mass_prior' has no RTL lowering"):
         check_traceable(design)
+
+
+def test_the_triplet_table_is_read_at_the_top_mass_squared_in_excess_of_the_w_candidates() -> None:
+    """With ramp tables (entry i = i) the prior is the triplet table's address: floor((m^2(b, q, q') - m^2(q, q'))
+    2^frac), here from summed four-vectors (the kernel uses Minkowski products) on the input grid; the
+    trainable twin reads the same addresses up to float32 rounding at bin edges."""
+    import tensorflow as tf
+
+    from trigger.design.fixed import Fx, quantize
+    from trigger.design.graph import Tensor
+    from trigger.design.spanet import fx_mass_prior, mass_prior_op, mass_prior_types
+    from trigger.hls_ext.train import MassPrior
+
+    n, frac, size, column = 7, 4, 256, 6
+    rng = np.random.default_rng(5)
+    pt, eta, phi, mass = (rng.uniform(20, 200, (300, n)), rng.normal(0, 1.5, (300, n)),
+                          rng.uniform(-np.pi, np.pi, (300, n)), rng.uniform(2, 30, (300, n)))
+    px, py, pz = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
+    momentum = np.stack([np.sqrt(px ** 2 + py ** 2 + pz ** 2 + mass ** 2), px, py, pz], axis=-1) / 100.0
+    in_t = Fx.declared([16, 6])
+    x = quantize(np.concatenate([rng.normal(0, 1, (300, n, column)), momentum], axis=-1), in_t)
+    declared = {"in": in_t, "prior": Fx.declared([16, 10])}
+    ramps = {"pair_table": (np.zeros(8), declared["prior"]), "triplet_table": (np.arange(size, dtype=float),
+                                                                                declared["prior"])}
+    op = mass_prior_op("prior", ["x"], Tensor("prior", (n * 15,), mass_prior_types(declared)["out"]), declared,
+                       ramps, n_items=n, column=column, pair_frac=3, triplet_frac=frac)
+    address = fx_mass_prior(op, [x], [in_t])
+
+    def m2(p: np.ndarray) -> np.ndarray:
+        return p[..., 0] ** 2 - p[..., 1] ** 2 - p[..., 2] ** 2 - p[..., 3] ** 2
+
+    p = x[..., column:]
+    b, q, q2 = scan_order(n)
+    excess = m2(p[:, b] + p[:, q] + p[:, q2]) - m2(p[:, q] + p[:, q2])
+    expected = np.clip(np.floor(excess * 2 ** frac), 0, size - 1)
+    assert np.unique(expected).size > 200  # most addresses
+    assert np.any(expected == size - 1)  # and the clamp
+    np.testing.assert_array_equal(address, expected)
+
+    twin = MassPrior(column=column, pair_frac=3, pair_size=8, triplet_frac=frac, triplet_size=size)
+    twin.build((None, n, column + 4))
+    twin.table = lambda name: tf.constant(np.arange(size if name == "triplet" else 8) * (name == "triplet"),
+                                          tf.float32)
+    read = twin(tf.constant(x, tf.float32)).numpy()[:, b, q, q2]
+    assert np.mean(read == expected) > 0.999

@@ -38,7 +38,8 @@ def _config(reuse: int = 1, per_layer: Any = None) -> Config:
     arch = {**raw["model"]["architecture"], **SMALL}
     if per_layer is not None:
         arch["reuse_factor"] = per_layer
-    return parse_config({**raw, "model": {**raw["model"], "architecture": arch},
+    preprocessing = {**raw["model"]["preprocessing"], "four_momentum": False}
+    return parse_config({**raw, "model": {**raw["model"], "architecture": arch, "preprocessing": preprocessing},
                          "hls": {**raw["hls"], "reuse_factor": reuse}})
 
 

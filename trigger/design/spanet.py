@@ -130,12 +130,13 @@ def _widened(t: Fx, bits: int) -> Fx:
 
 def mass_prior_types(declared: Mapping[str, Fx]) -> dict[str, Fx]:
     """The declared types (input, table entries) plus the C++'s exact ones: the Minkowski products of two
-    jets (four products), a pair's mass squared (three of them, one doubled: 4 x the bound), a triplet's (nine:
-    16 x) and the sum of the two table entries, the op's output."""
+    jets (four products), a pair's mass squared (three of them, one doubled: 4 x the bound), a triplet's excess
+    over its pair's (two pairs' less three jets' own: 11 x, within 16 x) and the sum of the two table entries,
+    the op's output."""
     d = declared
     gram = sum_type(d["in"], d["in"], 4)
     return {**{k: d[k] for k in MASS_PRIOR_TYPES}, "gram": gram, "pair_m2": _widened(gram, 2),
-            "triplet_m2": _widened(gram, 4),
+            "excess_m2": _widened(gram, 4),
             "out": Fx.declared([d["prior"].width + 1, d["prior"].integer + 1])}  # exact, declared for the head
 
 
@@ -205,8 +206,8 @@ def mass_prior_op(name: str, inputs: list[str], output: Tensor, declared: Mappin
                   *, n_items: int, column: int, pair_frac: int, triplet_frac: int, reuse: int = 1,
                   source: str = "") -> Op:
     """The learned mass prior of every triplet of `scan_order`: (n, F) -> (M,) = pair_table[m^2(q, q')] +
-    triplet_table[m^2(b, q, q')], the masses squared formed exactly from the input's (E, px, py, pz) columns
-    `column` to `column + 3`; `weights` holds the two tables."""
+    triplet_table[m^2(b, q, q') - m^2(q, q')], the masses squared formed exactly from the input's (E, px, py,
+    pz) columns `column` to `column + 3`; `weights` holds the two tables."""
     where = source or name
     if n_items < 3:
         raise InputError(f"{where}: a triplet needs 3 items, the op has {n_items}")
@@ -320,14 +321,18 @@ def scan_order(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 @kernel("fx_mass_prior")
 def fx_mass_prior(op: Op, args: list[np.ndarray], arg_types: list[Fx]) -> np.ndarray:
-    """(B, n, F) -> (B, M): each `scan_order` triplet's pair_table[m^2(q, q')] + triplet_table[m^2(b, q, q')].
+    """(B, n, F) -> (B, M): each `scan_order` triplet's pair_table[m^2(q, q')] + triplet_table[m^2(b, q, q') -
+    m^2(q, q')].
 
-    With G the Minkowski products of the jets' four-momenta, m^2(i, j) = G_ii + G_jj + 2 G_ij and m^2(b, q, q')
-    = m^2(b, q) + m^2(b, q') + m^2(q, q') - G_bb - G_qq - G_q'q', all exact (sums of products of input codes).
+    The triplet table reads the top candidate's mass squared in excess of its W candidate's, m_b^2 + 2 p_b.(p_q +
+    p_q'), not m^2(b, q, q') itself: a common mismeasurement of the two light jets moves it less, as m_bqq' - m_qq'
+    is the sharper top-mass variable of the analyses (1.8 points at 6 jets in the float twin, docs/spanet.md).
+    With G the Minkowski products of the jets' four-momenta, m^2(i, j) = G_ii + G_jj + 2 G_ij and the excess
+    = m^2(b, q) + m^2(b, q') - G_bb - G_qq - G_q'q', all exact (sums of products of input codes).
     """
     t, a = op.types, op.attrs
     in_t = t["in"]
-    for name, products in (("gram", 4), ("pair_m2", 16), ("triplet_m2", 64)):  # bounds of the C++ sums
+    for name, products in (("gram", 4), ("pair_m2", 16), ("excess_m2", 44)):  # bounds of the C++ sums
         _require_exact_sum(op, name, products * magnitude(in_t) ** 2, 2 * in_t.frac)
     x = quantize(args[0], in_t)
     p = x[..., a["column"]:a["column"] + 4]
@@ -335,10 +340,10 @@ def fx_mass_prior(op: Op, args: list[np.ndarray], arg_types: list[Fx]) -> np.nda
     own = np.diagonal(gram, axis1=1, axis2=2)
     pair_m2 = own[:, :, None] + own[:, None, :] + 2.0 * gram
     b, q, q2 = scan_order(a["n_items"])
-    triplet_m2 = pair_m2[:, b, q] + pair_m2[:, b, q2] + pair_m2[:, q, q2] - own[:, b] - own[:, q] - own[:, q2]
+    excess_m2 = pair_m2[:, b, q] + pair_m2[:, b, q2] - own[:, b] - own[:, q] - own[:, q2]
     w = op.weights
     prior = (w["pair_table"][table_index(pair_m2[:, q, q2], a["pair_frac"], a["pair_size"])]
-             + w["triplet_table"][table_index(triplet_m2, a["triplet_frac"], a["triplet_size"])])
+             + w["triplet_table"][table_index(excess_m2, a["triplet_frac"], a["triplet_size"])])
     return quantize(quantize(prior, t["out"]), op.output.type)
 
 

@@ -46,7 +46,8 @@ MOMENTUM = ("energy", "px", "py", "pz")  # optional, in units of MOMENTUM_UNIT, 
 MOMENTUM_UNIT = 100.0  # GeV: on the input grid ap_fixed<16,6>, 0.1 GeV steps up to 3.2 TeV
 MASS_PRIOR = {"pair_frac": 5, "pair_size": 128, "triplet_frac": 4, "triplet_size": 256, "hidden": 16}
 """Defaults of `model.architecture.mass_prior`: tables of m^2 in (100 GeV)^2, bins of 2^-frac up to size bins
-(pairs up to 200 GeV in 2 GeV steps near the W, triplets up to 400 GeV in 2 GeV steps near the top)."""
+(pairs up to 200 GeV in 2 GeV steps near the W; the triplets' excess m^2(b, q, q') - m^2(q, q') up to 16, i.e.
+tops up to 400 GeV in 2 GeV steps near the top mass)."""
 
 
 def _fixed(sec: Section, key: str, default: tuple[int, int]) -> FixedType:

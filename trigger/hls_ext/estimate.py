@@ -200,20 +200,20 @@ def estimate_attention(op: Any, design: Any, p: Any, period_ns: float) -> LayerE
 
 
 def estimate_mass_prior(op: Any, design: Any, p: Any, period_ns: float) -> LayerEstimate:
-    """Minkowski products of every jet pair (4 variable products each), the pairs' and triplets' masses squared
-    (adders), one table read per pair and per triplet and the sum of the two reads."""
+    """Minkowski products of every jet pair (4 variable products each), the pairs' masses squared and the
+    triplets' excesses over them (adders), one table read per pair and per triplet and the sum of the two reads."""
     n = int(attr_of(op, "n_items"))
-    b = {k: _bits(op, k) for k in ("in", "gram", "pair_m2", "triplet_m2", "prior", "out")}
+    b = {k: _bits(op, k) for k in ("in", "gram", "pair_m2", "excess_m2", "prior", "out")}
     pairs, triplets = n * (n - 1) // 2, n * (n - 1) * (n - 2) // 2
     c = _Cost(p, op)
     c.var_mults(4 * (pairs + n), b["in"], b["in"])
     c.tree(pairs + n, 4, b["gram"], products=True)
     c.tree(pairs, 3, b["pair_m2"])
-    c.tree(triplets, 6, b["triplet_m2"])
+    c.tree(triplets, 5, b["excess_m2"])
     c.table(pairs, int(attr_of(op, "pair_size")), b["prior"])
     c.table(triplets, int(attr_of(op, "triplet_size")), b["prior"])
     c.add(triplets, b["out"])
-    c.notes.append(f"{pairs} pair and {triplets} triplet masses, one table read each")
+    c.notes.append(f"{pairs} pair masses and {triplets} triplet excesses, one table read each")
     return c.estimate(op, design, period_ns)
 
 

@@ -239,7 +239,7 @@ class FxMassPriorConfig(LayerConfigTemplate):
         t = mass_prior_types(node.declared())
         types: dict[str, Fx | str] = {
             "in_t": t["in"], "table_t": node.type_name("pair_table"),
-            **{f"{k}_t": t[k] for k in ("gram", "pair_m2", "triplet_m2", "out")}}
+            **{f"{k}_t": t[k] for k in ("gram", "pair_m2", "excess_m2", "out")}}
         sizes = "".join(f"    static const unsigned {k} = {node.get_attr(k)};\n"
                         for k in ("n_items", "n_in", "column", "pair_frac", "pair_size", "triplet_frac",
                                   "triplet_size"))

@@ -420,8 +420,8 @@ void fx_minkowski(p_T p[N][4], gram_T g[N][N]) {
 }
 
 // The learned mass prior (spanet.fx_mass_prior): for each triplet of the scan order (b, then q < q', b distinct
-// from both), pair_table[m2(q, q')] + triplet_table[m2(b, q, q')], the masses squared exact from the input's
-// (E, px, py, pz) columns column..column+3.
+// from both), pair_table[m2(q, q')] + triplet_table[m2(b, q, q') - m2(q, q')], the masses squared exact from the
+// input's (E, px, py, pz) columns column..column+3.
 template <class data_T, class res_T, typename CONFIG_T>
 void fx_mass_prior(data_T data[CONFIG_T::n_items * CONFIG_T::n_in],
                    res_T res[CONFIG_T::n_items * (CONFIG_T::n_items - 1) * (CONFIG_T::n_items - 2) / 2],
@@ -432,7 +432,7 @@ void fx_mass_prior(data_T data[CONFIG_T::n_items * CONFIG_T::n_in],
     const unsigned D = CONFIG_T::n_in;
     typedef typename CONFIG_T::gram_t gram_t;
     typedef typename CONFIG_T::pair_m2_t pair_m2_t;
-    typedef typename CONFIG_T::triplet_m2_t triplet_m2_t;
+    typedef typename CONFIG_T::excess_m2_t excess_m2_t;
 
     typename CONFIG_T::in_t p[N][4];
     #pragma HLS ARRAY_PARTITION variable=p complete dim=0
@@ -465,15 +465,14 @@ void fx_mass_prior(data_T data[CONFIG_T::n_items * CONFIG_T::n_in],
             for (unsigned k = q + 1; k < N; k++) {
                 #pragma HLS UNROLL
                 if (b != q && b != k) {
-                    triplet_m2_t t = m2[q][k];
-                    t += b < q ? m2[b][q] : m2[q][b];
+                    excess_m2_t t = b < q ? m2[b][q] : m2[q][b];
                     t += b < k ? m2[b][k] : m2[k][b];
                     t -= g[b][b];
                     t -= g[q][q];
                     t -= g[k][k];
                     typename CONFIG_T::out_t prior = pair_table[fx_mass_index<pair_m2_t, CONFIG_T::pair_frac,
                                                                               CONFIG_T::pair_size>(m2[q][k])];
-                    prior += triplet_table[fx_mass_index<triplet_m2_t, CONFIG_T::triplet_frac,
+                    prior += triplet_table[fx_mass_index<excess_m2_t, CONFIG_T::triplet_frac,
                                                          CONFIG_T::triplet_size>(t)];
                     res[m] = prior;
                     m++;

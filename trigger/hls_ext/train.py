@@ -97,8 +97,9 @@ def triplet_mask(mask: tf.Tensor) -> tf.Tensor:
 
 
 class MassPrior(_QuantAware):
-    """(B, n, F) -> (B, n, n, n): P[b, q, q'] = f_pair(m^2(q, q')) + f_triplet(m^2(b, q, q')), the masses squared
-    from the (E, px, py, pz) columns `column..column+3`, each f a table of `size` bins of width 2^-frac.
+    """(B, n, F) -> (B, n, n, n): P[b, q, q'] = f_pair(m^2(q, q')) + f_triplet(m^2(b, q, q') - m^2(q, q')), the
+    masses squared from the (E, px, py, pz) columns `column..column+3`, each f a table of `size` bins of width
+    2^-frac (the triplet's read at its excess over the pair, as `trigger.design.spanet.fx_mass_prior` says why).
 
     Each table is a small MLP of the bin's mass (`hidden` tanh units), evaluated at the bin centres, so
     neighbouring bins share their statistics; the firmware keeps only the tables (`tables()`), rounded onto
@@ -113,20 +114,20 @@ class MassPrior(_QuantAware):
         self.geometry = {"pair": (pair_frac, pair_size), "triplet": (triplet_frac, triplet_size)}
 
     def build(self, input_shape: Any) -> None:
-        self.mlps = {name: [keras.layers.Dense(self.hidden, activation="tanh", name=f"{name}_hidden"),
-                            keras.layers.Dense(1, name=f"{name}_out")] for name in self.geometry}
-        for layers in self.mlps.values():
-            layers[0].build((None, 1))
-            layers[1].build((None, self.hidden))
+        # Weights of the layer itself, uniquely named: Dense sublayers built here would all save as "kernel:0",
+        # which an h5 file cannot hold twice.
+        self.mlps = {name: [self.add_weight(name=f"{name}_{part}", shape=shape,
+                                            initializer="zeros" if part.endswith("bias") else "glorot_uniform")
+                            for part, shape in (("hidden_kernel", (1, self.hidden)), ("hidden_bias", (self.hidden,)),
+                                                ("out_kernel", (self.hidden, 1)), ("out_bias", (1,)))]
+                     for name in self.geometry}
         super().build(input_shape)
 
     def table(self, name: str) -> tf.Tensor:
         frac, size = self.geometry[name]
-        mass = np.sqrt((np.arange(size, dtype=np.float32) + 0.5) / 2.0 ** frac)[:, None]
-        h = tf.constant(mass)
-        for layer in self.mlps[name]:
-            h = layer(h)
-        return self.q(h[:, 0], "prior")
+        mass = tf.constant(np.sqrt((np.arange(size, dtype=np.float32) + 0.5) / 2.0 ** frac)[:, None])
+        hidden_kernel, hidden_bias, out_kernel, out_bias = self.mlps[name]
+        return self.q((tf.tanh(mass @ hidden_kernel + hidden_bias) @ out_kernel + out_bias)[:, 0], "prior")
 
     def tables(self) -> dict[str, np.ndarray]:
         """The firmware's tables, `pair_table` and `triplet_table` (on the `prior` grid when quantized)."""
@@ -137,15 +138,15 @@ class MassPrior(_QuantAware):
         gram = tf.einsum("bic,bjc->bij", p * MINKOWSKI.astype(np.float32), p)
         own = tf.linalg.diag_part(gram)
         pair = own[:, :, None] + own[:, None, :] + 2.0 * gram  # m^2(i, j)
-        triplet = (pair[:, :, :, None] + pair[:, :, None, :] + pair[:, None, :, :]
-                   - own[:, :, None, None] - own[:, None, :, None] - own[:, None, None, :])  # m^2(b, q, q')
+        excess = (pair[:, :, :, None] + pair[:, :, None, :]
+                  - own[:, :, None, None] - own[:, None, :, None] - own[:, None, None, :])  # m^2(b, q, q') - m^2(q, q')
 
         def lookup(name: str, m2: tf.Tensor) -> tf.Tensor:
             frac, size = self.geometry[name]
             index = tf.clip_by_value(tf.cast(tf.floor(m2 * 2.0 ** frac), tf.int32), 0, size - 1)
             return tf.gather(self.table(name), index)
 
-        return lookup("pair", pair)[:, None, :, :] + lookup("triplet", triplet)
+        return lookup("pair", pair)[:, None, :, :] + lookup("triplet", excess)
 
     def get_config(self) -> dict[str, Any]:
         (pair_frac, pair_size), (triplet_frac, triplet_size) = self.geometry["pair"], self.geometry["triplet"]
