@@ -143,8 +143,6 @@ def spanet_csim_matches(firmware: Any, cfg: Any, family: Any, x: list[Any], out_
 
 def on_input_port(values: Any, cfg: Any) -> Any:
     """Values on the input port's grid and range, as the pipeline feeds a model (`quantization.input`)."""
-    import numpy as np
+    from trigger.fixed_point import to_grid
 
-    port = cfg.quantization.input
-    frac, top = port.bits - port.integer - 1, 2.0 ** port.integer
-    return np.clip(np.floor(values * 2 ** frac) / 2 ** frac, -top, top - 2.0 ** -frac)
+    return to_grid(values, cfg.quantization.input).values

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import on_input_port
 
 from trigger.baselines.chi2 import Chi2Params, chi2_assign, fit_resolutions, permutations
 from trigger.config import load_config, parse_config
@@ -182,9 +183,7 @@ def test_family_trains_and_its_firmware_model_matches_csim(tmp_path: Path) -> No
     assert history.history["loss"][-1] < history.history["loss"][0]
 
     firmware = family.firmware_model(model)
-    port = family.cfg.quantization.input  # the input grid and its range, as the pipeline feeds the model
-    frac, top = port.bits - port.integer - 1, 2.0 ** port.integer
-    x = [np.clip(np.floor(prepared.test.x[0] * 2 ** frac) / 2 ** frac, -top, top - 2.0 ** -frac), prepared.test.x[1]]
+    x = [on_input_port(prepared.test.x[0], family.cfg), prepared.test.x[1]]  # as the pipeline feeds the model
     reference = firmware.predict(x, verbose=0)
     config = hls4ml.utils.config_from_keras_model(firmware, granularity="name", backend="Vitis")
     family.configure_hls(config, firmware)

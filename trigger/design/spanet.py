@@ -222,7 +222,7 @@ def mass_prior_op(name: str, inputs: list[str], output: Tensor, declared: Mappin
 
 def triplet_op(name: str, inputs: list[str], output: Tensor, declared: Mapping[str, Fx], weights: WeightSpec,
                *, n_items: int, candidates: int = 0, reuse: int = 1, source: str = "") -> Op:
-    """Symmetric triplet scores of two tops and their greedy argmax: [(n, d), (n,)(, (M,) prior)] -> (8,); a
+    """Symmetric triplet scores of two tops and their decoded argmax: [(n, d), (n,)(, (M,) prior)] -> (8,); a
     third input (a mass prior in `scan_order`, of the declared type `prior`) is added to both tops' scores.
     `candidates` 0 decodes greedily, k >= 1 searches k candidates per top (`decode_positions`)."""
     if n_items < 3:

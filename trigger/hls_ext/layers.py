@@ -57,9 +57,8 @@ class _FxLayer(keras.layers.Layer):
         return {w.name.split("/")[-1].split(":")[0]: w.numpy() for w in self.weights}
 
     def weight_spec(self, names: tuple[str, ...], values: tuple[np.ndarray, ...]) -> dict[str, tuple[np.ndarray, Fx]]:
-        """The op's weights: each value with the declared weight or bias type."""
-        return {k: (v, self.fx_types["bias" if k.startswith("bias") else "weight"])
-                for k, v in zip(names, values, strict=True)}
+        """The op's weights: each value with the type of its grid (`grid_type`)."""
+        return {k: (v, self.grid_type(k)) for k, v in zip(names, values, strict=True)}
 
     def grid_type(self, weight: str) -> Fx:
         """The type a weight must lie on: the declared bias or weight type."""
@@ -75,9 +74,11 @@ class _FxLayer(keras.layers.Layer):
     def run(self, op: Op, *args: np.ndarray) -> np.ndarray:
         """The op's interpreter kernel on a batch (data, then the mask, then a prior), as float32 for
         TensorFlow."""
-        arg_types = [self.fx_types["in"], MASK, self.fx_types.get("prior", MASK)][: len(args)]
+        arg_types = [self.fx_types["in"], MASK]
+        if len(args) == 3:
+            arg_types.append(self.fx_types["prior"])
         values = [np.asarray(a, dtype=np.float64) for a in args]
-        return KERNELS[op.kind](op, values, arg_types).astype(np.float32)
+        return KERNELS[op.kind](op, values, arg_types[: len(args)]).astype(np.float32)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
@@ -187,9 +188,8 @@ class FxMassPrior(_FxLayer):
 
         def forward(x: np.ndarray, *tables: np.ndarray) -> np.ndarray:
             output = Tensor(self.name, (triplets,), self.output_type())
-            spec = {k: (v, self.fx_types["prior"]) for k, v in zip(MASS_PRIOR_TABLES, tables, strict=True)}
-            op = mass_prior_op(self.name, ["x"], output, self.fx_types, spec, n_items=n, column=self.column,
-                               pair_frac=self.pair_frac, triplet_frac=self.triplet_frac)
+            op = mass_prior_op(self.name, ["x"], output, self.fx_types, self.weight_spec(MASS_PRIOR_TABLES, tables),
+                               n_items=n, column=self.column, pair_frac=self.pair_frac, triplet_frac=self.triplet_frac)
             return self.run(op, x)
 
         out = tf.numpy_function(forward, [inputs, *self.tables], tf.float32)

@@ -141,7 +141,7 @@ class MassPrior(_QuantAware):
         excess = (pair[:, :, :, None] + pair[:, :, None, :]
                   - own[:, :, None, None] - own[:, None, :, None] - own[:, None, None, :])  # m^2(b, q, q') - m^2(q, q')
 
-        def lookup(name: str, m2: tf.Tensor) -> tf.Tensor:
+        def lookup(name: str, m2: tf.Tensor) -> tf.Tensor:  # the TensorFlow twin of `table_index`
             frac, size = self.geometry[name]
             index = tf.clip_by_value(tf.cast(tf.floor(m2 * 2.0 ** frac), tf.int32), 0, size - 1)
             return tf.gather(self.table(name), index)
