@@ -179,9 +179,9 @@ def softmax_design() -> Design:
     return Design("softmax", [Tensor("x", (5,), Fx(16, 6))], ops, [op.name for op in ops])
 
 
-def spanet_design(seed: int = 6) -> Design:
+def spanet_design(seed: int = 6, score_heads: int = 2) -> Design:
     """SPA-Net's three extension ops, small: a shared dense with ReLU, masked self-attention with its two
-    softmax tables, the triplet scores and their greedy argmax."""
+    softmax tables, the triplet scores (of a head per top, or of one shared head) and their greedy argmax."""
     from trigger.design.spanet import MASK, attention_op, dense_op, softmax_tables, triplet_op
 
     rng = np.random.default_rng(seed)
@@ -207,8 +207,8 @@ def spanet_design(seed: int = 6) -> Design:
         "triplets", ["attention", "mask"], Tensor("triplets", (8,), Fx.declared([18, 10])),
         {"in": act, "factor": Fx.declared([12, 5]), "pair": Fx.declared([14, 7]), "score": Fx.declared([18, 10]),
          "weight": w_t, "bias": b_t},
-        {"kernel_b": weights(2, d, rank), "bias_b": weights(2, rank, t=b_t), "kernel_p": weights(2, d, rank),
-         "bias_p": weights(2, rank, t=b_t)}, n_items=n)
+        {"kernel_b": weights(score_heads, d, rank), "bias_b": weights(score_heads, rank, t=b_t),
+         "kernel_p": weights(score_heads, d, rank), "bias_p": weights(score_heads, rank, t=b_t)}, n_items=n)
     return Design("spanet", [Tensor("jets", (n, d_in), Fx.declared([16, 6])), Tensor("mask", (n,), MASK)],
                   [embed, attention, triplets], ["attention", "triplets"])
 
@@ -257,10 +257,11 @@ def test_table_softmax_equals_the_interpreter() -> None:
     np.testing.assert_array_equal(_traced(design, xs), _emulated(design, xs))
 
 
-def test_spanet_ops_equal_the_interpreter() -> None:
+@pytest.mark.parametrize("score_heads", [2, 1])
+def test_spanet_ops_equal_the_interpreter(score_heads: int) -> None:
     """Events with every jet, with none, with the first jets missing, and with integer features (score
-    ties in the argmax)."""
-    design = spanet_design()
+    ties in the argmax); a head per top, and one head shared by both."""
+    design = spanet_design(score_heads=score_heads)
     jets, _ = _inputs(design, 3000, seed=7)
     jets[:300] = np.clip(np.round(jets[:300]), -32, 31)
     mask = (np.random.default_rng(8).random((3000, 4)) < 0.8).astype(np.float64)

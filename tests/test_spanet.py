@@ -170,10 +170,10 @@ def test_family_trains_and_its_firmware_model_matches_csim(tmp_path: Path) -> No
     import tensorflow as tf
 
     tf.keras.utils.set_random_seed(0)
-    # The small plain model this 4-epoch check was written for; the shipped mass prior and joint decoding go
-    # through C simulation in test_spanet_mass_prior.py.
+    # The small plain model this 4-epoch check was written for; the shipped mass prior, shared head and joint
+    # decoding go through C simulation in test_spanet_mass_prior.py.
     family = SpaNet(_config({"four_momentum": False}, embed=[16, 16], head_dim=4, rank=4, mass_prior=False,
-                            candidates=0))
+                            candidates=0, shared_head=False))
     prepared = family.prepare(toy_dataset(2500, seed=5))
     assert prepared.train.meta["fully_matched"].all()
     model = family.build(quantized=True)

@@ -29,7 +29,7 @@ from trigger.families.spanet import SpaNet, triplet_targets
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"max_jets": 6, "embed": [8, 8], "head_dim": 4, "heads": 2, "attention_blocks": 3, "rank": 3,
-         "mass_prior": False, "candidates": 0}
+         "mass_prior": False, "candidates": 0, "shared_head": False}
 EVENTS = 2000
 
 N, D, H = 6, 8, 4  # the op-level tests: jets, model width, head width
@@ -220,7 +220,8 @@ def test_csim_equals_the_design_and_the_firmware_model_with_two_heads_and_three_
     assert [(op.name, op.attrs["heads"], op.attrs["n_head"], op.attrs["reuse_factor"]) for op in attentions] == [
         ("attention0", 2, 4, 1), ("attention1", 2, 4, 2), ("attention2", 2, 4, 1)]
     params = (tmp_path / "prj" / "firmware" / "parameters.h").read_text()
-    assert re.findall(r"heads = (\d+);", params) == ["2"] * 3
+    assert re.findall(r"unsigned heads = (\d+);", params) == ["2"] * 3  # the attention heads
+    assert re.findall(r"score_heads = (\d+);", params) == ["2"]
     design.save(tmp_path / "saved")
     np.testing.assert_array_equal(run(Design.load(tmp_path / "saved"), x)[0], sim)  # sim = the interpreter
 

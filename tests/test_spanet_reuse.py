@@ -26,8 +26,9 @@ from trigger.errors import ConfigError, InputError
 from trigger.families.spanet import SpaNet
 
 ROOT = Path(__file__).resolve().parents[1]
+# The layers these tests were written for, with the shipped (shared) triplet head.
 SMALL = {"max_jets": 6, "embed": [8, 8], "head_dim": 4, "rank": 3, "heads": 1, "attention_blocks": 1,
-         "mass_prior": False, "candidates": 0}  # the layers these tests were written for
+         "mass_prior": False, "candidates": 0, "shared_head": True}
 REUSE = (1, 2, 4)
 EVENTS = 2000
 EXTENSION_KINDS = ("fx_dense", "fx_attention", "fx_triplet_argmax")

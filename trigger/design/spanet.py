@@ -224,16 +224,21 @@ def triplet_op(name: str, inputs: list[str], output: Tensor, declared: Mapping[s
                *, n_items: int, candidates: int = 0, reuse: int = 1, source: str = "") -> Op:
     """Symmetric triplet scores of two tops and their decoded argmax: [(n, d), (n,)(, (M,) prior)] -> (8,); a
     third input (a mass prior in `scan_order`, of the declared type `prior`) is added to both tops' scores.
-    `candidates` 0 decodes greedily, k >= 1 searches k candidates per top (`decode_positions`)."""
+    `candidates` 0 decodes greedily, k >= 1 searches k candidates per top (`decode_positions`). The weights'
+    leading axis is the number of score heads: 2 (one per top) or 1 (both tops scored by one head)."""
+    where = source or name
     if n_items < 3:
-        raise InputError(f"{source or name}: a triplet needs 3 items, the op has {n_items}")
+        raise InputError(f"{where}: a triplet needs 3 items, the op has {n_items}")
     values, types = _weights(weights)
-    _, n_in, rank = values["kernel_b"].shape
+    heads, n_in, rank = values["kernel_b"].shape
+    if heads not in (1, 2) or any(values[k].shape[0] != heads for k in TRIPLET_WEIGHTS):
+        raise InputError(f"{where}: the triplet weights need one leading row per score head (1 or 2), got "
+                         + ", ".join(f"{k} {values[k].shape}" for k in TRIPLET_WEIGHTS))
     return Op("fx_triplet_argmax", name, list(inputs), output, types=triplet_types(declared, n_in, rank),
               weights=values, weight_types=types,
               attrs={"n_items": int(n_items), "n_in": n_in, "rank": rank,
-                     "candidates": _count(candidates, source or name, "candidates", 0),
-                     "reuse_factor": reuse_factor(reuse, source or name)}, source=source)
+                     "candidates": _count(candidates, where, "candidates", 0),
+                     "reuse_factor": reuse_factor(reuse, where)}, source=source)
 
 
 # ---------------------------------------------------------------------------------------------- kernels
@@ -348,9 +353,9 @@ def fx_mass_prior(op: Op, args: list[np.ndarray], arg_types: list[Fx]) -> np.nda
 
 
 def triplet_scores(op: Op, x: np.ndarray, prior: np.ndarray | None = None) -> np.ndarray:
-    """(B, n, d) -> (B, 2, M): per top, the score of each triplet of `scan_order`,
-    S[t, (b, q, q')] = score(prior[(b, q, q')] + sum_r u[t,b,r] * pair(v[t,q,r] * v[t,q',r])), the prior
-    (B, M) zero without one.
+    """(B, n, d) -> (B, H, M): per score head (H 2, one per top, or 1 shared by both), the score of each triplet
+    of `scan_order`, S[t, (b, q, q')] = score(prior[(b, q, q')] + sum_r u[t,b,r] * pair(v[t,q,r] * v[t,q',r])),
+    the prior (B, M) zero without one.
 
     The same partner factors v score q and q', so S is symmetric under q <-> q' by construction.
     """
@@ -361,14 +366,15 @@ def triplet_scores(op: Op, x: np.ndarray, prior: np.ndarray | None = None) -> np
     _require_exact_sum(op, "score_acc", op.attrs["rank"] * magnitude(factor) * magnitude(pair_t) + prior_bound,
                        max(factor.frac + pair_t.frac, t["prior"].frac if prior is not None else 0))
     xq = quantize(x, t["in"])
-    u = np.stack([_project(op, xq, "kernel_b", "bias_b", "factor", top=top) for top in (0, 1)], axis=1)
-    v = np.stack([_project(op, xq, "kernel_p", "bias_p", "factor", top=top) for top in (0, 1)], axis=1)
+    heads = range(len(op.weights["kernel_b"]))
+    u = np.stack([_project(op, xq, "kernel_b", "bias_b", "factor", top=top) for top in heads], axis=1)
+    v = np.stack([_project(op, xq, "kernel_p", "bias_p", "factor", top=top) for top in heads], axis=1)
     events, _, n, _ = u.shape
     q, q2 = np.triu_indices(n, 1)
-    pair = quantize(v[:, :, q, :] * v[:, :, q2, :], pair_t)  # (B, 2, pairs, r)
-    scores = u @ np.swapaxes(pair, -1, -2)  # (B, 2, n, pairs): every b with every pair, in scan order
+    pair = quantize(v[:, :, q, :] * v[:, :, q2, :], pair_t)  # (B, H, pairs, r)
+    scores = u @ np.swapaxes(pair, -1, -2)  # (B, H, n, pairs): every b with every pair, in scan order
     keep = ((np.arange(n)[:, None] != q) & (np.arange(n)[:, None] != q2)).ravel()
-    scores = scores.reshape(events, 2, -1)[:, :, keep]
+    scores = scores.reshape(events, len(heads), -1)[:, :, keep]
     if prior is not None:
         scores = scores + quantize(prior, t["prior"])[:, None, :]
     return quantize(scores, t["score"])
@@ -383,15 +389,23 @@ def first_argmax(scores: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.nda
     return np.where(found, best, -1), np.take_along_axis(masked, best[:, None], axis=-1)[:, 0]
 
 
+def _top_scores(scores: np.ndarray) -> np.ndarray:
+    """(B, H, M) scores of H = 2 heads (one per top) or of one head shared by both -> (B, 2, M), per top."""
+    if scores.shape[1] not in (1, 2):
+        raise ValueError(f"scores of 1 or 2 heads, got {scores.shape[1]}")
+    return scores if scores.shape[1] == 2 else np.repeat(scores, 2, axis=1)
+
+
 def greedy_positions(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """(B, 2, M) scores of the `scan_order` triplets -> (B, 2) position of each top's triplet (-1 if none),
-    the two tops sharing no jet when possible.
+    """(B, H, M) scores of the `scan_order` triplets (`_top_scores`) -> (B, 2) position of each top's triplet
+    (-1 if none), the two tops sharing no jet when possible.
 
     Only triplets of real jets compete. Each top takes its best; the top with the higher score (top 1 on a
     tie) keeps it and the other takes its best triplet among those disjoint from it, or keeps its own when
     there is none (fewer than six jets). This is SPA-Net's greedy decoding of the two tops, with raw scores
     as the ranking.
     """
+    scores = _top_scores(scores)
     b, q, q2 = scan_order(np.shape(mask)[-1])
     valid = np.asarray(mask) > 0
     ok = valid[:, b] & valid[:, q] & valid[:, q2]  # (B, M)
@@ -407,16 +421,19 @@ def greedy_positions(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def joint_positions(scores: np.ndarray, mask: np.ndarray, candidates: int) -> np.ndarray:
-    """(B, 2, M) scores of the `scan_order` triplets -> (B, 2) position of each top's triplet (-1 if none): the
-    disjoint pair of triplets with the highest summed score among `candidates` per top.
+    """(B, H, M) scores of the `scan_order` triplets (`_top_scores`) -> (B, 2) position of each top's triplet
+    (-1 if none): the disjoint pair of triplets with the highest summed score among `candidates` per top.
 
     For each top h (0, then 1) in turn, its `candidates` best valid triplets are taken in order (repeated first
     maxima); each is paired with the other top's best triplet sharing no jet with it; the pair with the strictly
     highest sum wins (the first in that order on a tie). With no such pair (fewer than six jets) each top keeps its
     own best. Greedy decoding (`greedy_positions`) misses the best pair whenever the better top's first choice
     steals a jet of the other; with 4 candidates the search matches the full search over all disjoint pairs on
-    the chi-square's 6-jet events (docs/spanet.md).
+    the chi-square's 6-jet events (docs/spanet.md). With one head shared by both tops (H = 1) the pass of top 1
+    is skipped: it would pair the same candidates with the same partners, and a tie never wins.
     """
+    heads = scores.shape[1]
+    scores = _top_scores(scores)
     b, q, q2 = scan_order(np.shape(mask)[-1])
     valid = np.asarray(mask) > 0
     ok = valid[:, b] & valid[:, q] & valid[:, q2]
@@ -424,7 +441,7 @@ def joint_positions(scores: np.ndarray, mask: np.ndarray, candidates: int) -> np
     rows = np.arange(len(ok))
     own = np.stack([first_argmax(scores[:, top], ok)[0] for top in range(2)], axis=1)
     chosen, best, have = own.copy(), np.zeros(len(ok)), np.zeros(len(ok), dtype=bool)
-    for top in range(2):
+    for top in range(heads):
         left = ok.copy()
         for _ in range(candidates):
             pos, score = first_argmax(scores[:, top], left)
@@ -446,12 +463,12 @@ def decode_positions(scores: np.ndarray, mask: np.ndarray, candidates: int) -> n
 
 
 def assign_from_scores(scores: np.ndarray, mask: np.ndarray, candidates: int = 0) -> np.ndarray:
-    """(B, 2, n, n, n) scores (a trained model's logits) -> (B, 2) flat triplet b n^2 + q n + q' per top (-1
-    if none), decoded as on chip (`decode_positions`)."""
-    events, _, n = scores.shape[:3]
+    """(B, H, n, n, n) scores (a trained model's logits, H 2 or 1 for a shared head) -> (B, 2) flat triplet
+    b n^2 + q n + q' per top (-1 if none), decoded as on chip (`decode_positions`)."""
+    events, heads, n = scores.shape[:3]
     b, q, q2 = scan_order(n)
     flat = b * n * n + q * n + q2
-    chosen = decode_positions(scores.reshape(events, 2, n ** 3)[:, :, flat], mask, candidates)
+    chosen = decode_positions(scores.reshape(events, heads, n ** 3)[:, :, flat], mask, candidates)
     return np.where(chosen >= 0, flat[np.maximum(chosen, 0)], -1)
 
 

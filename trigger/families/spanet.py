@@ -87,6 +87,7 @@ class SpaNet(ModelFamily):
         self.head_dim = arch.integer("head_dim", 8, minimum=1, maximum=64)
         self.rank = arch.integer("rank", 6, minimum=1, maximum=32)
         self.candidates = arch.integer("candidates", 0, minimum=0, maximum=16)
+        self.shared_head = arch.boolean("shared_head", False)
         softmax = arch.section("softmax")
         self.exp_frac = softmax.integer("exp_frac", 4, minimum=0, maximum=8)
         self.exp_range = softmax.integer("exp_range", 8, minimum=1, maximum=32)
@@ -313,13 +314,15 @@ class SpaNet(ModelFamily):
                                    name=name)(jets)]
             else:
                 types = {k: config_spec(v) for k, v in self._triplet_types().items()} if quantized else None
-                h = TripletScores(self.rank, types, name=name)([h, mask, *prior])
+                h = TripletScores(self.rank, types, shared_head=self.shared_head, name=name)([h, mask, *prior])
         return keras.Model([jets, mask], h, name="spanet")
 
     def compile_args(self) -> dict[str, Any]:
-        from trigger.hls_ext.train import symmetric_triplet_loss, top_accuracy
+        from trigger.hls_ext import train
 
-        return {"loss": symmetric_triplet_loss, "metrics": [top_accuracy]}
+        if self.shared_head:
+            return {"loss": train.shared_pair_loss, "metrics": [train.shared_top_accuracy]}
+        return {"loss": train.symmetric_triplet_loss, "metrics": [train.top_accuracy]}
 
     def custom_objects(self) -> dict[str, Any]:
         from trigger.hls_ext.layers import CUSTOM_OBJECTS
@@ -377,7 +380,7 @@ class SpaNet(ModelFamily):
                 prior = [layer(jets)]
             else:
                 layer = FxTripletArgmax(self.rank, {"in": in_t, **self._triplet_types()},
-                                        candidates=self.candidates, name=name)
+                                        candidates=self.candidates, shared_head=self.shared_head, name=name)
                 values = _on_grid(trained, TRIPLET_WEIGHTS, weight_t, bias_t)
                 h = layer([h, mask, *prior])
             layer.set_weights(values)
@@ -400,12 +403,14 @@ class SpaNet(ModelFamily):
 
     def decode(self, outputs: np.ndarray | list[np.ndarray], split: Split) -> np.ndarray:
         """(N, 2, 3) chosen (b, q, q') per head, from firmware outputs (N, 8) or from a trained model's logits
-        (N, 2, n^3), which are decoded exactly as on chip (`assign_from_scores`, with `candidates`)."""
+        (N, 2, n^3), which are decoded exactly as on chip (`assign_from_scores`, with `candidates`; a shared
+        head's logits are repeated per top, and its one row is decoded)."""
         out = np.asarray(outputs[0] if isinstance(outputs, list) else outputs)
         if out.ndim == 2 and out.shape[1] == 8:
             return out.reshape(-1, 2, 4)[..., :3].astype(np.int64)
         n = self.max_jets
-        best = assign_from_scores(out.reshape(len(out), 2, n, n, n), split.x[1], self.candidates)
+        heads = 1 if self.shared_head else 2
+        best = assign_from_scores(out.reshape(len(out), 2, n, n, n)[:, :heads], split.x[1], self.candidates)
         chosen = np.stack([best // (n * n), (best // n) % n, best % n], axis=-1)
         return np.where(best[..., None] >= 0, chosen, -1)
 

@@ -218,25 +218,30 @@ def estimate_mass_prior(op: Any, design: Any, p: Any, period_ns: float) -> Layer
 
 
 def estimate_triplets(op: Any, design: Any, p: Any, period_ns: float) -> LayerEstimate:
+    """Per score head (2, one per top, or 1 shared by both): its factors, pair and triplet products, score sums
+    and own argmax; then the decoding (nnet_spanet.h), greedy or the joint search's candidate and partner scans."""
     n, d, r = (int(attr_of(op, k)) for k in ("n_items", "n_in", "rank"))
+    h = len(weight_of(op, "kernel_b")[0])
     b = {k: _bits(op, k) for k in ("in", "factor", "pair", "score", "weight")}
     pairs = n * (n - 1) // 2
     triplets = n * (n - 1) * (n - 2) // 2
     c = _Cost(p, op)
-    c.const_mults([weight_of(op, k) for k in TRIPLET_WEIGHTS[::2]], b["in"], n)  # u and v of both tops
-    c.tree(4 * n * r, d + 1, b["in"] + b["weight"] + 4, products=True)
-    c.var_mults(2 * pairs * r, b["factor"], b["factor"])  # v_q v_q'
-    c.var_mults(2 * triplets * r, b["factor"], b["pair"])  # u_b (v_q v_q')
-    c.tree(2 * triplets, r + (1 if "prior" in op.types else 0), b["factor"] + b["pair"] + 4, products=True)
-    c.tree(2, triplets, b["score"] + 12, compare=True)  # argmax carrying the three indices
+    c.const_mults([weight_of(op, k) for k in TRIPLET_WEIGHTS[::2]], b["in"], n)  # u and v of every head
+    c.tree(2 * h * n * r, d + 1, b["in"] + b["weight"] + 4, products=True)
+    c.var_mults(h * pairs * r, b["factor"], b["factor"])  # v_q v_q'
+    c.var_mults(h * triplets * r, b["factor"], b["pair"])  # u_b (v_q v_q')
+    c.tree(h * triplets, r + (1 if "prior" in op.types else 0), b["factor"] + b["pair"] + 4, products=True)
+    c.tree(h, triplets, b["score"] + 12, compare=True)  # each head's argmax, carrying the three indices
     k = int(op.attrs.get("candidates", 0))
-    for _ in range(k):  # joint decoding: each candidate is a scan that excludes the ones before it
-        c.tree(2, triplets, b["score"] + 12, compare=True)
+    for _ in range(k):  # joint decoding, per pass (one per head): each candidate excludes the ones before it
+        c.tree(h, triplets, b["score"] + 12, compare=True)
     if k:
-        c.tree(2 * k, triplets, b["score"] + 12, compare=True)  # the candidates' disjoint partners
-        c.tree(1, 2 * k, b["score"] + 13, compare=True)  # the best summed pair
-    c.notes.append(f"{2 * triplets} triplets scored (rank {r}); argmax over {triplets} per top"
-                   + (f"; joint decoding over {k} candidates per top" if k else ""))
+        c.tree(h * k, triplets, b["score"] + 12, compare=True)  # the candidates' disjoint partners
+        c.tree(1, h * k, b["score"] + 13, compare=True)  # the best summed pair
+    else:
+        c.tree(1, triplets, b["score"] + 12, compare=True)  # greedy: the other top's disjoint re-choice
+    c.notes.append(f"{h * triplets} triplets scored (rank {r}, {h} score head{'s' if h > 1 else ''}); "
+                   + (f"joint decoding over {k} candidates per pass" if k else "greedy decoding"))
     return c.estimate(op, design, period_ns)
 
 

@@ -104,6 +104,7 @@ def parse_fx_triplet(keras_layer: dict[str, Any], input_names: list[str] | None,
                  candidates=keras_layer["config"].get("candidates", 0))
     for name in TRIPLET_WEIGHTS:
         layer[f"{name}_data"] = _weight_data(data_reader, layer["name"], name)
+    layer["score_heads"] = len(layer["kernel_b_data"])  # 2, one per top, or 1 shared by both
     return layer, [shape[0], 8]
 
 
@@ -170,12 +171,12 @@ class FxTripletArgmaxHLS(_FxLayerHLS):
 
 def _sharing(node: _FxLayerHLS, weights: dict[str, tuple[str, int | None]]) -> str:
     """Config lines of resource sharing: the reuse factor hls4ml gave the layer (`LayerName.<name>.ReuseFactor`,
-    else the model's) and, per constant weight array (`weights`: member -> (weight, top or None)), its
+    else the model's) and, per constant weight array (`weights`: member -> (weight, score head or None)), its
     non-zero weights, which set how many multipliers the C++ stages share (multiplications by 0 are removed)."""
     lines = [f"    static const unsigned reuse_factor = {reuse_factor(node.get_attr('reuse_factor'), node.name)};\n"]
     for member, (name, top) in weights.items():
         data = np.asarray(node.get_weights(name).data)
-        count = np.count_nonzero(data if top is None else data.reshape(2, -1)[top])
+        count = np.count_nonzero(data if top is None else data.reshape(node.get_attr("score_heads"), -1)[top])
         lines.append(f"    static const unsigned {member} = {count};\n")
     return "".join(lines)
 
@@ -252,6 +253,7 @@ class FxTripletArgmaxConfig(LayerConfigTemplate):
 
     def format(self, node: FxTripletArgmaxHLS) -> str:
         d, r = node.get_attr("n_in"), node.get_attr("n_rank")
+        heads = node.get_attr("score_heads")
         t = triplet_types(node.declared(), d, r)
         types: dict[str, Fx | str] = {
             **{f"{k}_t": t[k] for k in ("in", "factor", "pair", "score")},
@@ -263,7 +265,8 @@ class FxTripletArgmaxConfig(LayerConfigTemplate):
                 f"    static const unsigned n_in = {d};\n"
                 f"    static const unsigned n_rank = {r};\n"
                 f"    static const unsigned candidates = {node.get_attr('candidates', 0)};\n"
-                f"{_sharing(node, {f'nonzero_{c}{t}': (f'kernel_{c}', t) for c in 'bp' for t in (0, 1)})}"
+                f"    static const unsigned score_heads = {heads};\n"
+                f"{_sharing(node, {f'nonzero_{c}{h}': (f'kernel_{c}', h) for c in 'bp' for h in range(heads)})}"
                 f"{_typedefs(types)}}};\n")
 
 

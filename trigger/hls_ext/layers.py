@@ -205,20 +205,22 @@ class FxTripletArgmax(_FxLayer):
     """Symmetric tensor attention for two tops and its on-chip argmax: [(B, n, d), (B, n)(, (B, M) prior)] ->
     (B, 8); a prior (of the declared type `prior`) is added to both tops' scores.
 
-    The output is (b, q, q', score) for top 1 then top 2; the score type must hold the jet indices too.
+    The output is (b, q, q', score) for top 1 then top 2; the score type must hold the jet indices too. With
+    `shared_head` one set of factor weights scores both tops (the weights' leading axis is 1, not 2).
     """
 
-    def __init__(self, rank: int, types: dict[str, Any], candidates: int = 0, **kwargs: Any) -> None:
+    def __init__(self, rank: int, types: dict[str, Any], candidates: int = 0, *, shared_head: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(types, **kwargs)
         _require(self.fx_types, TRIPLET_TYPES, self.name)
-        self.candidates = candidates
+        self.candidates, self.shared_head = candidates, shared_head
         if self.fx_types["score"].max < 15:
             raise ValueError(f"{self.name}: {self.fx_types['score'].cpp()} cannot hold the jet indices")
         self.rank = rank
 
     def build(self, input_shape: Any) -> None:
-        d, r = int(input_shape[0][-1]), self.rank
-        shapes = {"kernel_b": (2, d, r), "bias_b": (2, r), "kernel_p": (2, d, r), "bias_p": (2, r)}
+        d, r, t = int(input_shape[0][-1]), self.rank, 1 if self.shared_head else 2
+        shapes = {"kernel_b": (t, d, r), "bias_b": (t, r), "kernel_p": (t, d, r), "bias_p": (t, r)}
         self.fx_weights = [self.add_weight(name=k, shape=shapes[k], initializer="zeros")
                            for k in TRIPLET_WEIGHTS]
         super().build(input_shape)
@@ -242,7 +244,8 @@ class FxTripletArgmax(_FxLayer):
         return out
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "rank": self.rank, "candidates": self.candidates}
+        return {**super().get_config(), "rank": self.rank, "candidates": self.candidates,
+                "shared_head": self.shared_head}
 
 
 CUSTOM_OBJECTS: dict[str, Any] = {cls.__name__: cls for cls in (FxDense, FxSelfAttention, FxMassPrior,

@@ -329,17 +329,20 @@ bool fx_triplet_scan(typename CONFIG_T::score_t scores[CONFIG_T::n_items][CONFIG
 // The joint decoding (spanet.joint_positions): for top h = 0 then 1, its CONFIG_T::candidates best valid
 // triplets in turn (repeated first maxima), each paired with the other top's best triplet sharing no jet with
 // it; the pair with the strictly highest exact sum replaces each top's own best (best, bi, bj, bk on entry).
+// With one score head shared by both tops only the pass of top 0 is built: top 1's would repeat its pairs.
 template <typename CONFIG_T>
-void fx_triplet_joint(typename CONFIG_T::score_t scores[2][CONFIG_T::n_items][CONFIG_T::n_items][CONFIG_T::n_items],
+void fx_triplet_joint(typename CONFIG_T::score_t
+                          scores[CONFIG_T::score_heads][CONFIG_T::n_items][CONFIG_T::n_items][CONFIG_T::n_items],
                       bool ok[CONFIG_T::n_items][CONFIG_T::n_items][CONFIG_T::n_items],
                       typename CONFIG_T::score_t best[2], int bi[2], int bj[2], int bk[2]) {
     #pragma HLS INLINE
     const int N = CONFIG_T::n_items;
     typedef typename CONFIG_T::score_t score_t;
     typedef ap_fixed<score_t::width + 1, score_t::iwidth + 1> sum_t;
+    const int H = CONFIG_T::score_heads;
     bool have = false;
     sum_t best_sum = 0;
-    for (int h = 0; h < 2; h++) {
+    for (int h = 0; h < H; h++) {
         #pragma HLS UNROLL
         bool left[N][N][N];
         #pragma HLS ARRAY_PARTITION variable=left complete dim=0
@@ -368,7 +371,7 @@ void fx_triplet_joint(typename CONFIG_T::score_t scores[2][CONFIG_T::n_items][CO
                     }
                 }
             }
-            if (exists && fx_triplet_scan<CONFIG_T>(scores[1 - h], ok, i, j, k, s2, i2, j2, k2)) {
+            if (exists && fx_triplet_scan<CONFIG_T>(scores[H - 1 - h], ok, i, j, k, s2, i2, j2, k2)) {
                 const sum_t total = (sum_t)s + (sum_t)s2;
                 if (!have || total > best_sum) {
                     have = true;
@@ -505,9 +508,9 @@ void fx_pair_products(v_T v[N][RANK], p_T p[N * (N - 1) / 2][RANK]) {
 // s[T][i][j][k] = s_T(prior[m] + sum_r u[i][r] * p[(j, k)][r]) for j < k and i distinct from both (the only
 // entries the scan reads; m counts them in that order): a stage at interval R.
 template <class u_T, class p_T, class prior_T, class acc_T, class s_T, unsigned N, unsigned RANK, unsigned R,
-          unsigned T>
+          unsigned T, unsigned H>
 void fx_triplet_products(u_T u[N][RANK], p_T p[N * (N - 1) / 2][RANK], prior_T prior[N * (N - 1) * (N - 2) / 2],
-                         s_T s[2][N][N][N]) {
+                         s_T s[H][N][N][N]) {
     #pragma HLS PIPELINE II=R
     const unsigned limit = fx_multipliers(N * (N - 1) * (N - 2) / 2 * RANK, R);
     #pragma HLS ALLOCATION operation instances=mul limit=limit
@@ -534,16 +537,17 @@ void fx_triplet_products(u_T u[N][RANK], p_T p[N * (N - 1) / 2][RANK], prior_T p
     }
 }
 
-// Top T's factors u = x Wb_T + bb_T and v = x Wp_T + bp_T (NZ_B, NZ_P non-zero weights), its pair products
-// and its triplet scores into scores[T]: three stages at interval reuse_factor.
+// Score head T's factors u = x Wb_T + bb_T and v = x Wp_T + bp_T (NZ_B, NZ_P non-zero weights), its pair
+// products and its triplet scores into scores[T]: three stages at interval reuse_factor.
 template <typename CONFIG_T, unsigned T, unsigned NZ_B, unsigned NZ_P, class prior_T>
 void fx_triplet_top(typename CONFIG_T::in_t x[CONFIG_T::n_items][CONFIG_T::n_in],
                     prior_T prior[CONFIG_T::n_items * (CONFIG_T::n_items - 1) * (CONFIG_T::n_items - 2) / 2],
-                    typename CONFIG_T::weight_t wb[2 * CONFIG_T::n_in * CONFIG_T::n_rank],
-                    typename CONFIG_T::bias_t bb[2 * CONFIG_T::n_rank],
-                    typename CONFIG_T::weight_t wp[2 * CONFIG_T::n_in * CONFIG_T::n_rank],
-                    typename CONFIG_T::bias_t bp[2 * CONFIG_T::n_rank],
-                    typename CONFIG_T::score_t scores[2][CONFIG_T::n_items][CONFIG_T::n_items][CONFIG_T::n_items]) {
+                    typename CONFIG_T::weight_t wb[CONFIG_T::score_heads * CONFIG_T::n_in * CONFIG_T::n_rank],
+                    typename CONFIG_T::bias_t bb[CONFIG_T::score_heads * CONFIG_T::n_rank],
+                    typename CONFIG_T::weight_t wp[CONFIG_T::score_heads * CONFIG_T::n_in * CONFIG_T::n_rank],
+                    typename CONFIG_T::bias_t bp[CONFIG_T::score_heads * CONFIG_T::n_rank],
+                    typename CONFIG_T::score_t
+                        scores[CONFIG_T::score_heads][CONFIG_T::n_items][CONFIG_T::n_items][CONFIG_T::n_items]) {
     #pragma HLS INLINE
     const unsigned N = CONFIG_T::n_items;
     const unsigned D = CONFIG_T::n_in;
@@ -590,20 +594,40 @@ void fx_triplet_top(typename CONFIG_T::in_t x[CONFIG_T::n_items][CONFIG_T::n_in]
     #pragma HLS ARRAY_PARTITION variable=p complete dim=0
     fx_pair_products<factor_t, pair_t, N, RANK, R>(v, p);
     fx_triplet_products<factor_t, pair_t, prior_T, typename CONFIG_T::score_acc_t, typename CONFIG_T::score_t, N,
-                        RANK, R, T>(u, p, prior, scores);
+                        RANK, R, T, CONFIG_T::score_heads>(u, p, prior, scores);
 }
+
+// The second score head (top 1's), built only when the tops have one each (score_heads 2).
+template <typename CONFIG_T, unsigned HEADS> struct fx_second_head {
+    template <class prior_T>
+    static void score(typename CONFIG_T::in_t x[CONFIG_T::n_items][CONFIG_T::n_in],
+                      prior_T prior[CONFIG_T::n_items * (CONFIG_T::n_items - 1) * (CONFIG_T::n_items - 2) / 2],
+                      typename CONFIG_T::weight_t wb[2 * CONFIG_T::n_in * CONFIG_T::n_rank],
+                      typename CONFIG_T::bias_t bb[2 * CONFIG_T::n_rank],
+                      typename CONFIG_T::weight_t wp[2 * CONFIG_T::n_in * CONFIG_T::n_rank],
+                      typename CONFIG_T::bias_t bp[2 * CONFIG_T::n_rank],
+                      typename CONFIG_T::score_t scores[2][CONFIG_T::n_items][CONFIG_T::n_items][CONFIG_T::n_items]) {
+        #pragma HLS INLINE
+        fx_triplet_top<CONFIG_T, 1, CONFIG_T::nonzero_b1, CONFIG_T::nonzero_p1>(x, prior, wb, bb, wp, bp, scores);
+    }
+};
+template <typename CONFIG_T> struct fx_second_head<CONFIG_T, 1> {
+    template <class prior_T, class x_T, class w_T, class b_T, class s_T>
+    static void score(x_T, prior_T, w_T, b_T, w_T, b_T, s_T) {}
+};
 
 // Symmetric triplet scores S[t][i][j][k] = sum_r u[t][i][r] * pair_t(v[t][j][r] * v[t][k][r]) over valid,
 // distinct triplets with j < k (fx_triplet_top), plus the prior of each (a mass prior, in the scan order), then
-// the greedy two-top decoding of spanet.assign_from_scores: res = (b, q, q', score) for t = 0, 1.
+// the two-top decoding of spanet.decode_positions: res = (b, q, q', score) for t = 0, 1. With score_heads 1
+// both tops read head 0's scores, computed and scanned once.
 template <class data_T, class mask_T, class prior_T, class res_T, typename CONFIG_T>
 void fx_triplet_argmax(data_T data[CONFIG_T::n_items * CONFIG_T::n_in], mask_T mask[CONFIG_T::n_items],
                        prior_T prior[CONFIG_T::n_items * (CONFIG_T::n_items - 1) * (CONFIG_T::n_items - 2) / 2],
                        res_T res[8],
-                       typename CONFIG_T::weight_t wb[2 * CONFIG_T::n_in * CONFIG_T::n_rank],
-                       typename CONFIG_T::bias_t bb[2 * CONFIG_T::n_rank],
-                       typename CONFIG_T::weight_t wp[2 * CONFIG_T::n_in * CONFIG_T::n_rank],
-                       typename CONFIG_T::bias_t bp[2 * CONFIG_T::n_rank]) {
+                       typename CONFIG_T::weight_t wb[CONFIG_T::score_heads * CONFIG_T::n_in * CONFIG_T::n_rank],
+                       typename CONFIG_T::bias_t bb[CONFIG_T::score_heads * CONFIG_T::n_rank],
+                       typename CONFIG_T::weight_t wp[CONFIG_T::score_heads * CONFIG_T::n_in * CONFIG_T::n_rank],
+                       typename CONFIG_T::bias_t bp[CONFIG_T::score_heads * CONFIG_T::n_rank]) {
     #pragma HLS INLINE
     const unsigned N = CONFIG_T::n_items;
     const unsigned D = CONFIG_T::n_in;
@@ -632,17 +656,27 @@ void fx_triplet_argmax(data_T data[CONFIG_T::n_items * CONFIG_T::n_in], mask_T m
             }
         }
     }
-    score_t scores[2][N][N][N];
+    const unsigned H = CONFIG_T::score_heads;
+    score_t scores[H][N][N][N];
     #pragma HLS ARRAY_PARTITION variable=scores complete dim=0
     fx_triplet_top<CONFIG_T, 0, CONFIG_T::nonzero_b0, CONFIG_T::nonzero_p0>(x, prior, wb, bb, wp, bp, scores);
-    fx_triplet_top<CONFIG_T, 1, CONFIG_T::nonzero_b1, CONFIG_T::nonzero_p1>(x, prior, wb, bb, wp, bp, scores);
+    fx_second_head<CONFIG_T, H>::score(x, prior, wb, bb, wp, bp, scores);
     score_t best[2];
     int bi[2] = {-1, -1}, bj[2] = {-1, -1}, bk[2] = {-1, -1};
     bool found[2];
     for (unsigned t = 0; t < 2; t++) {
         #pragma HLS UNROLL
         best[t] = 0;
-        found[t] = fx_triplet_scan<CONFIG_T>(scores[t], ok, -1, -1, -1, best[t], bi[t], bj[t], bk[t]);
+        if (t < H) { // (the index is in bounds even where the branch is dead)
+            found[t] = fx_triplet_scan<CONFIG_T>(scores[t < H ? t : 0], ok, -1, -1, -1, best[t], bi[t], bj[t],
+                                                 bk[t]);
+        } else { // a shared head: top 1's own best is top 0's
+            found[t] = found[0];
+            best[t] = best[0];
+            bi[t] = bi[0];
+            bj[t] = bj[0];
+            bk[t] = bk[0];
+        }
     }
     if (CONFIG_T::candidates > 0) {
         fx_triplet_joint<CONFIG_T>(scores, ok, best, bi, bj, bk);
@@ -652,7 +686,8 @@ void fx_triplet_argmax(data_T data[CONFIG_T::n_items * CONFIG_T::n_in], mask_T m
         const int l = 1 - w;
         score_t second = 0;
         int si = -1, sj = -1, sk = -1;
-        if (found[w] && fx_triplet_scan<CONFIG_T>(scores[l], ok, bi[w], bj[w], bk[w], second, si, sj, sk)) {
+        if (found[w] && fx_triplet_scan<CONFIG_T>(scores[H == 2 ? l : 0], ok, bi[w], bj[w], bk[w], second, si, sj,
+                                                  sk)) {
             best[l] = second;
             bi[l] = si;
             bj[l] = sj;
@@ -675,10 +710,10 @@ void fx_triplet_argmax(data_T data[CONFIG_T::n_items * CONFIG_T::n_in], mask_T m
 template <class data_T, class mask_T, class res_T, typename CONFIG_T>
 void fx_triplet_argmax(data_T data[CONFIG_T::n_items * CONFIG_T::n_in], mask_T mask[CONFIG_T::n_items],
                        res_T res[8],
-                       typename CONFIG_T::weight_t wb[2 * CONFIG_T::n_in * CONFIG_T::n_rank],
-                       typename CONFIG_T::bias_t bb[2 * CONFIG_T::n_rank],
-                       typename CONFIG_T::weight_t wp[2 * CONFIG_T::n_in * CONFIG_T::n_rank],
-                       typename CONFIG_T::bias_t bp[2 * CONFIG_T::n_rank]) {
+                       typename CONFIG_T::weight_t wb[CONFIG_T::score_heads * CONFIG_T::n_in * CONFIG_T::n_rank],
+                       typename CONFIG_T::bias_t bb[CONFIG_T::score_heads * CONFIG_T::n_rank],
+                       typename CONFIG_T::weight_t wp[CONFIG_T::score_heads * CONFIG_T::n_in * CONFIG_T::n_rank],
+                       typename CONFIG_T::bias_t bp[CONFIG_T::score_heads * CONFIG_T::n_rank]) {
     #pragma HLS INLINE
     ap_uint<1> zero[CONFIG_T::n_items * (CONFIG_T::n_items - 1) * (CONFIG_T::n_items - 2) / 2];
     #pragma HLS ARRAY_PARTITION variable=zero complete

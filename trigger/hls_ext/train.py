@@ -16,7 +16,14 @@ import tensorflow as tf
 from tensorflow import keras
 
 from trigger.design.fixed import Fx
-from trigger.design.spanet import ATTENTION_WEIGHTS, MINKOWSKI, TRIPLET_WEIGHTS, attention_shapes, config_spec
+from trigger.design.spanet import (
+    ATTENTION_WEIGHTS,
+    MINKOWSKI,
+    TRIPLET_WEIGHTS,
+    attention_shapes,
+    config_spec,
+    scan_order,
+)
 
 NEG = -1.0e9  # logit of an invalid key or triplet
 
@@ -156,15 +163,21 @@ class MassPrior(_QuantAware):
 
 class TripletScores(_QuantAware):
     """[(B, n, d), (B, n)(, (B, n, n, n) prior)] -> (B, 2, n^3) masked logits
-    S[t, (i, j, k)] = prior[i, j, k] + sum_r u[t,i,r] v[t,j,r] v[t,k,r]."""
+    S[t, (i, j, k)] = prior[i, j, k] + sum_r u[t,i,r] v[t,j,r] v[t,k,r].
 
-    def __init__(self, rank: int, types: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    With `shared_head` both tops are scored by one head (t is 0 for both; the logits are repeated per top),
+    trained with `shared_pair_loss`: the head learns "is a top" for two tops that nothing on chip tells apart,
+    and the joint decoding picks the disjoint pair.
+    """
+
+    def __init__(self, rank: int, types: dict[str, Any] | None = None, *, shared_head: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(types, **kwargs)
-        self.rank = rank
+        self.rank, self.shared_head = rank, shared_head
 
     def build(self, input_shape: Any) -> None:
-        d, r = int(input_shape[0][-1]), self.rank
-        shapes = {"kernel_b": (2, d, r), "bias_b": (2, r), "kernel_p": (2, d, r), "bias_p": (2, r)}
+        d, r, t = int(input_shape[0][-1]), self.rank, 1 if self.shared_head else 2
+        shapes = {"kernel_b": (t, d, r), "bias_b": (t, r), "kernel_p": (t, d, r), "bias_p": (t, r)}
         self.w = {k: self.add_weight(name=k, shape=shapes[k],
                                      initializer="zeros" if k.startswith("bias") else "glorot_uniform")
                   for k in TRIPLET_WEIGHTS}
@@ -183,10 +196,11 @@ class TripletScores(_QuantAware):
         scores = self.q(scores, "score")
         valid = triplet_mask(mask)[:, None]
         logits = scores * valid + (1.0 - valid) * NEG
-        return tf.reshape(logits, (-1, 2, n * n * n))
+        logits = tf.reshape(logits, (-1, logits.shape[1], n * n * n))
+        return tf.repeat(logits, 2, axis=1) if self.shared_head else logits
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "rank": self.rank}
+        return {**super().get_config(), "rank": self.rank, "shared_head": self.shared_head}
 
 
 def symmetric_triplet_loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
@@ -204,6 +218,36 @@ def symmetric_triplet_loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
     return tf.minimum(straight, swapped)
 
 
+def shared_pair_loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+    """The loss of a shared head (both rows of y_pred the same, y_true as `symmetric_triplet_loss`): for an event
+    with both tops matched, -log of the probability of the true pair when the head's softmax picks one top and
+    then the other among the triplets sharing no jet with it, averaged over the two orders; for an event with
+    one, the cross-entropy of that top.
+
+    This is the pair the joint decoding searches for: the plain cross-entropy of both tops under one softmax
+    spends the head on telling the two true tops apart from the triplets that mix their jets only through their
+    sum. At 12 float epochs it bought 0.1 / 0.5 / 1.6 points at 6 / 7 / >= 8 jets (docs/spanet.md).
+    """
+    n = round(int(y_pred.shape[-1]) ** (1 / 3))
+    b, q, q2 = scan_order(n)
+    flat = b * n * n + q * n + q2
+    position = np.zeros(n ** 3, np.int64)
+    position[flat] = np.arange(len(flat))
+    jets = (1 << b) | (1 << q) | (1 << q2)
+    overlap = tf.constant(np.where((jets[:, None] & jets[None, :]) == 0, 0.0, NEG).astype(np.float32))
+    scores = tf.gather(y_pred[:, 0], flat, axis=1)  # (B, M) in scan order
+    valid = tf.cast(y_true >= 0, scores.dtype)
+    true = tf.gather(tf.constant(position), tf.maximum(tf.cast(y_true, tf.int64), 0))  # (B, 2) positions
+    first = tf.gather(tf.nn.log_softmax(scores), true, axis=1, batch_dims=1)  # (B, 2)
+
+    def second(top: int) -> tf.Tensor:  # log p of the other top's triplet among those disjoint from `top`'s
+        rest = tf.nn.log_softmax(scores + tf.gather(overlap, true[:, top]))
+        return tf.gather(rest, true[:, 1 - top : 2 - top], axis=1, batch_dims=1)[:, 0]
+
+    both = -0.5 * (first[:, 0] + second(0) + first[:, 1] + second(1))
+    return tf.where(valid[:, 0] * valid[:, 1] > 0, both, -tf.reduce_sum(first * valid, axis=1))
+
+
 def top_accuracy(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
     """Per event, the fraction of its matched tops whose triplet is a head's argmax (better head order)."""
     best = tf.argmax(y_pred, axis=-1, output_type=tf.int32)
@@ -213,7 +257,18 @@ def top_accuracy(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
     return right / tf.maximum(tf.reduce_sum(tf.cast(target >= 0, tf.float32), axis=1), 1.0)
 
 
+def shared_top_accuracy(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+    """`top_accuracy` of a shared head (both rows of y_pred the same): the fraction of an event's matched tops
+    whose triplet is one of the head's two best."""
+    best = tf.math.top_k(y_pred[:, 0], 2).indices  # (B, 2)
+    target = tf.cast(y_true, tf.int32)
+    hit = tf.reduce_any(best[:, :, None] == target[:, None, :], axis=1)  # (B, top); -1 never hits
+    return (tf.reduce_sum(tf.cast(hit, tf.float32), axis=1)
+            / tf.maximum(tf.reduce_sum(tf.cast(target >= 0, tf.float32), axis=1), 1.0))
+
+
 TRAIN_OBJECTS: dict[str, Any] = {
     "SelfAttention": SelfAttention, "MassPrior": MassPrior, "TripletScores": TripletScores,
-    "symmetric_triplet_loss": symmetric_triplet_loss, "top_accuracy": top_accuracy,
+    "symmetric_triplet_loss": symmetric_triplet_loss, "shared_pair_loss": shared_pair_loss,
+    "top_accuracy": top_accuracy, "shared_top_accuracy": shared_top_accuracy,
 }

@@ -120,12 +120,15 @@ def _fx_triplet_argmax(op: Op, args: list[Value], types: list[Fx]) -> Value:
     flat = [i * n * n + j * n + k for i, j, k in triplets]
     valid = [mask[i].min_of(mask[j]).min_of(mask[k]) for i, j, k in triplets]
     scores = []
-    for top in (0, 1):
-        u, v = rebased(project("kernel_b", "bias_b", top)), rebased(project("kernel_p", "bias_p", top))
+    for head in range(len(w["kernel_b"])):  # 2 score heads, or 1 shared by both tops
+        u, v = rebased(project("kernel_b", "bias_b", head)), rebased(project("kernel_p", "bias_p", head))
         pair = {(j, k): rebased(cast(v[j] * v[k], t["pair"])) for j in range(n) for k in range(j + 1, n)}
         s = cast(_array([np.sum(u[i] * pair[j, k]) for i, j, k in triplets], (len(triplets),)), score_t)
         scores.append([select(ok, sc, sentinel) for ok, sc in zip(valid, s._vars, strict=True)])
-    (s0, i0), (s1, i1) = (_tournament(scores[top], flat, lsb) for top in (0, 1))
+    argmaxes = [_tournament(head, flat, lsb) for head in scores]
+    if len(scores) == 1:  # a shared head: both tops read its scores and its argmax
+        scores, argmaxes = scores * 2, argmaxes * 2
+    (s0, i0), (s1, i1) = argmaxes
     found = s0 - (sentinel + lsb / 2)  # > 0: some triplet is valid (then for both tops)
     top1_wins = s1 - s0 - lsb / 2
     won = select(top1_wins, i1, i0)
