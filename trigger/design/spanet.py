@@ -324,6 +324,19 @@ def scan_order(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return b[keep], q[keep], q2[keep]
 
 
+def scan_flat(n: int) -> np.ndarray:
+    """The flat index b n^2 + q n + q' (a trained model's logits, the training targets) of each `scan_order`
+    triplet."""
+    b, q, q2 = scan_order(n)
+    return b * n * n + q * n + q2
+
+
+def scan_jets(n: int) -> np.ndarray:
+    """Each `scan_order` triplet's jets as a bit set: two triplets share no jet when their sets' AND is 0."""
+    b, q, q2 = scan_order(n)
+    return (1 << b) | (1 << q) | (1 << q2)
+
+
 @kernel("fx_mass_prior")
 def fx_mass_prior(op: Op, args: list[np.ndarray], arg_types: list[Fx]) -> np.ndarray:
     """(B, n, F) -> (B, M): each `scan_order` triplet's pair_table[m^2(q, q')] + triplet_table[m^2(b, q, q') -
@@ -412,7 +425,7 @@ def greedy_positions(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
     (best0, score0), (best1, score1) = (first_argmax(scores[:, top], ok) for top in range(2))
     winner = np.where((best1 >= 0) & ((best0 < 0) | (score1 > score0)), 1, 0)
     won = np.where(winner == 1, best1, best0)
-    jets = (1 << b) | (1 << q) | (1 << q2)  # each triplet's jets as a bit set
+    jets = scan_jets(np.shape(mask)[-1])
     disjoint = (jets[None, :] & jets[np.maximum(won, 0)][:, None]) == 0
     loser_scores = np.where(winner[:, None] == 1, scores[:, 0], scores[:, 1])
     second, _ = first_argmax(loser_scores, ok & disjoint)
@@ -437,7 +450,7 @@ def joint_positions(scores: np.ndarray, mask: np.ndarray, candidates: int) -> np
     b, q, q2 = scan_order(np.shape(mask)[-1])
     valid = np.asarray(mask) > 0
     ok = valid[:, b] & valid[:, q] & valid[:, q2]
-    jets = (1 << b) | (1 << q) | (1 << q2)
+    jets = scan_jets(np.shape(mask)[-1])
     rows = np.arange(len(ok))
     own = np.stack([first_argmax(scores[:, top], ok)[0] for top in range(2)], axis=1)
     chosen, best, have = own.copy(), np.zeros(len(ok)), np.zeros(len(ok), dtype=bool)
@@ -466,8 +479,7 @@ def assign_from_scores(scores: np.ndarray, mask: np.ndarray, candidates: int = 0
     """(B, H, n, n, n) scores (a trained model's logits, H 2 or 1 for a shared head) -> (B, 2) flat triplet
     b n^2 + q n + q' per top (-1 if none), decoded as on chip (`decode_positions`)."""
     events, heads, n = scores.shape[:3]
-    b, q, q2 = scan_order(n)
-    flat = b * n * n + q * n + q2
+    flat = scan_flat(n)
     chosen = decode_positions(scores.reshape(events, heads, n ** 3)[:, :, flat], mask, candidates)
     return np.where(chosen >= 0, flat[np.maximum(chosen, 0)], -1)
 
