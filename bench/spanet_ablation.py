@@ -61,13 +61,17 @@ def variant(overrides: dict[str, Any], epochs: int, train_fraction: float = 1.0)
                            "best_val_loss": min(history["val_loss"]), "train_s": time.perf_counter() - start}
     for candidates in CANDIDATES:
         family.candidates = candidates
-        by = efficiencies(family.decode(logits, prepared.test), prepared.test.meta)["by_multiplicity"]
-        row[f"candidates_{candidates}"] = {label: by[label]["event"] for label, _, _ in MULTIPLICITIES}
+        row[f"candidates_{candidates}"] = event_efficiencies(family, logits, prepared.test)
     family.candidates = 4
     val_logits = model.predict(prepared.val.x, batch_size=2048, verbose=0)
-    by = efficiencies(family.decode(val_logits, prepared.val), prepared.val.meta)["by_multiplicity"]
-    row["val_candidates_4"] = {label: by[label]["event"] for label, _, _ in MULTIPLICITIES}
+    row["val_candidates_4"] = event_efficiencies(family, val_logits, prepared.val)
     return row
+
+
+def event_efficiencies(family: Any, logits: np.ndarray, split: Any) -> dict[str, float]:
+    """Full-event efficiency per multiplicity of `logits` on `split`, decoded with the family's candidates."""
+    by = efficiencies(family.decode(logits, split), split.meta)["by_multiplicity"]
+    return {label: by[label]["event"] for label, _, _ in MULTIPLICITIES}
 
 
 def main() -> None:
